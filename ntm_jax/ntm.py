@@ -1,0 +1,270 @@
+"""Normalizing Trajectory Model: exact trajectory likelihood (Alg. 1) and sampling (Alg. 2).
+
+p(x_t0, ..., x_tT) = N(x_tT; 0, I) prod_k p(x_t(k-1) | x_tk)              (Eq. 3.4)
+log p(x_s | x_t) = log N(f_T(x_s, s); mu_P, sigma_P^2) + log|det df_T(x_s, s)/dx_s|   (Eq. A.4)
+
+Every NLL here is the FULL negative log-likelihood in nats, with the (D/2) log 2 pi constants and
+the N(0, I) term of the top level, per example. Levels are ordered cleanest (t_0 = t_min) to
+noisiest (t_T = 1). The per-level breakdown puts at level k the factor whose target is x_tk
+(level T: the prior). `nats_per_dim` divides by the dimension D of ONE image.
+
+Beyond the paper, the marginal of x_t0 is bounded with the forward chain q:
+  -log p(x_t0) <= E_q[-log p(x_t0..x_tT) + log q(x_t1..x_tT | x_t0)].
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from ntm_jax import patching
+from ntm_jax import predictor as predictor_lib
+from ntm_jax import trajectory
+from ntm_jax import transporter as transporter_lib
+
+MODES = ("end_to_end", "pair_wise")
+
+
+class NTM(nnx.Module):
+  """Transporter + predictor + the learned null text condition used for CFG."""
+
+  def __init__(self, config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
+    """config: the `model` section (see configs/t2i.py)."""
+    self.image_shape = tuple(config.image_shape)
+    self.patch_size = config.patch_size
+    patching.validate_image_shape(self.image_shape, self.patch_size)
+    grid = patching.grid_shape(self.image_shape, self.patch_size)
+    self.num_tokens = grid[0] * grid[1]
+    self.channels = patching.token_channels(self.image_shape, self.patch_size)
+    self.num_dims = int(np.prod(self.image_shape))
+    self.text_dim = config.text_dim
+    dtype = jnp.dtype(config.dtype)
+    tc, pc = config.transporter, config.predictor
+    self.transporter = transporter_lib.Transporter(
+        channels=self.channels, num_tokens=self.num_tokens, num_blocks=tc.num_blocks,
+        depth=tc.depth, width=tc.width, num_heads=tc.num_heads, num_kv_heads=tc.num_kv_heads,
+        scale_bound=tc.scale_bound, remat=config.remat, dtype=dtype, rngs=rngs)
+    self.predictor = predictor_lib.Predictor(
+        channels=self.channels, grid_shape=grid, width=pc.width, depth=pc.depth,
+        num_heads=pc.num_heads, num_kv_heads=pc.num_kv_heads, text_dim=self.text_dim,
+        parametrization=pc.parametrization, sigma_floor=pc.sigma_floor, remat=config.remat,
+        dtype=dtype, rngs=rngs)
+    self.null_text = nnx.Param(jnp.zeros((self.text_dim,), jnp.float32))
+
+  def tokens(self, images):
+    patching.check_images(images, self.image_shape)
+    return patching.patchify(images.astype(jnp.float32), self.patch_size)
+
+  def images(self, tokens):
+    return patching.unpatchify(tokens, self.image_shape, self.patch_size)
+
+  def null_condition(self, batch: int, length: int):
+    """The CFG null condition: the learned null embedding as the only visible text token."""
+    text = jnp.broadcast_to(self.null_text[...], (batch, length, self.text_dim))
+    mask = jnp.zeros((batch, length), bool).at[:, 0].set(True)
+    return text, mask
+
+
+def drop_condition(model: NTM, rng, text, text_mask, rate: float):
+  """Replaces each example's text by the null condition with probability `rate`."""
+  null_text, null_mask = model.null_condition(*text.shape[:2])
+  drop = jax.random.bernoulli(rng, rate, (text.shape[0],))
+  return (jnp.where(drop[:, None, None], null_text, text),
+          jnp.where(drop[:, None], null_mask, text_mask))
+
+
+def sample_t_min(rng, batch: int, t_min_range):
+  """t_min ~ U[lo, hi] per example (replaces TarFlow's noise augmentation)."""
+  lo, hi = t_min_range
+  return jax.random.uniform(rng, (batch,), jnp.float32, lo, hi)
+
+
+def validate_t_min_range(t_min_range) -> None:
+  lo, hi = t_min_range
+  if not 0.0 <= lo <= hi < 1.0:
+    raise ValueError(f"t_min_range must satisfy 0 <= lo <= hi < 1, got {tuple(t_min_range)}")
+
+
+def _prior_nll(x):
+  return trajectory.gaussian_nll(x, 0.0, 0.0)
+
+
+def _flatten_levels(x):
+  return x.reshape((-1,) + x.shape[2:])
+
+
+def trajectory_nll(model: NTM, images, text, text_mask, rng, *, num_steps: int,
+                   t_min_range=(0.0, 0.05), cfg_dropout: float = 0.0):
+  """End-to-end exact NLL of one sampled forward trajectory per example, all T pairs at once.
+
+  Args:
+    images: [batch, height, width, channels], data scaled to about [-1, 1].
+    text, text_mask: [batch, text_len, text_dim], [batch, text_len].
+    num_steps: T, a Python int (one T per batch in this mode).
+
+  Returns a dict of per-example float32 arrays:
+    nll [b]: -log p(x_t0..x_tT); level_nll [b, T+1]; logdet [b, T] (transporter, levels 0..T-1);
+    bound [b] and level_bound [b, T+1]: the marginal bound on -log p(x_t0) and its per-level
+    terms; times [b, T+1].
+  """
+  trajectory.validate_num_steps(num_steps)
+  validate_t_min_range(t_min_range)
+  x0 = model.tokens(images)
+  batch = x0.shape[0]
+  rng_t, rng_traj, rng_drop = jax.random.split(rng, 3)
+  if cfg_dropout > 0:
+    text, text_mask = drop_condition(model, rng_drop, text, text_mask, cfg_dropout)
+  t_min = sample_t_min(rng_t, batch, t_min_range)
+  times = trajectory.shifted_schedule(num_steps, t_min, model.num_tokens)
+  x = trajectory.forward_trajectory(rng_traj, x0, times)
+  return nll_of_trajectory(model, x, times, text, text_mask)
+
+
+def nll_of_trajectory(model: NTM, x, times, text, text_mask):
+  """Exact NLL terms of given trajectories x [batch, T+1, tokens, channels] at times [b, T+1].
+
+  See `trajectory_nll` for the returned dict.
+  """
+  batch, num_levels = times.shape
+  num_steps = num_levels - 1
+  # Transporter on every level but the top, where it is the identity.
+  steps = jnp.full((batch * num_steps,), num_steps, jnp.float32)
+  u_low, logdet = model.transporter(_flatten_levels(x[:, :-1]), _flatten_levels(times[:, :-1]),
+                                    steps)
+  u = jnp.concatenate([u_low.reshape(x[:, :-1].shape), x[:, -1:]], axis=1)
+
+  # Teacher forcing: every pair (t_k -> t_(k-1)) is an independent example of the batch axis,
+  # so the prediction for level k - 1 sees only u_tk.
+  mu, log_sigma = model.predictor(
+      _flatten_levels(u[:, 1:]), _flatten_levels(times[:, 1:]), _flatten_levels(times[:, :-1]),
+      steps, jnp.repeat(text, num_steps, axis=0), jnp.repeat(text_mask, num_steps, axis=0))
+  factor = trajectory.gaussian_nll(_flatten_levels(u[:, :-1]), mu, log_sigma) - logdet
+  level_nll = jnp.concatenate([factor.reshape(batch, num_steps), _prior_nll(x[:, -1])[:, None]],
+                              axis=1)
+  log_q = trajectory.forward_log_prob(x, times)
+  level_bound = level_nll + jnp.pad(log_q, ((0, 0), (1, 0)))
+  return {
+      "nll": level_nll.sum(-1),
+      "level_nll": level_nll,
+      "logdet": logdet.reshape(batch, num_steps),
+      "bound": level_bound.sum(-1),
+      "level_bound": level_bound,
+      "times": times,
+  }
+
+
+def pair_wise_nll(model: NTM, images, text, text_mask, rng, *, num_steps_set=(4,),
+                  t_min_range=(0.0, 0.05), cfg_dropout: float = 0.0):
+  """One random pair per example, with T drawn per example from `num_steps_set`.
+
+  Returns per-example arrays: factor [b] (-log p(x_t(k-1) | x_tk)), num_steps [b], level [b]
+  (k - 1), and nll [b] = T * factor + E[-log N(x_tT; 0, I)], an unbiased estimate of the
+  trajectory NLL (x_tT is exactly N(0, I) under q, so the prior's expectation is D/2 (1+log 2pi)).
+  """
+  for num_steps in num_steps_set:
+    trajectory.validate_num_steps(num_steps)
+  validate_t_min_range(t_min_range)
+  x0 = model.tokens(images)
+  batch = x0.shape[0]
+  rng_t, rng_T, rng_k, rng_s, rng_n, rng_drop = jax.random.split(rng, 6)
+  if cfg_dropout > 0:
+    text, text_mask = drop_condition(model, rng_drop, text, text_mask, cfg_dropout)
+  t_min = sample_t_min(rng_t, batch, t_min_range)
+  num_steps = jax.random.choice(rng_T, jnp.asarray(num_steps_set, jnp.float32), (batch,))
+  k = jnp.floor(jax.random.uniform(rng_k, (batch,)) * num_steps) + 1.0
+  t = trajectory.shifted_time(k, num_steps, t_min, model.num_tokens)
+  s = trajectory.shifted_time(k - 1.0, num_steps, t_min, model.num_tokens)
+  # (x_s, x_t) from the marginal at s and one Markov step: the same law as in the full chain.
+  x = trajectory.forward_trajectory(rng_s, x0, jnp.stack([s, t], axis=1))
+  u, logdet = model.transporter(_flatten_levels(jnp.swapaxes(x, 0, 1)),
+                                jnp.concatenate([s, t]), jnp.tile(num_steps, 2))
+  u_s, u_t, logdet_s = u[:batch], u[batch:], logdet[:batch]
+  mu, log_sigma = model.predictor(u_t, t, s, num_steps, text, text_mask)
+  factor = trajectory.gaussian_nll(u_s, mu, log_sigma) - logdet_s
+  prior_mean = 0.5 * model.num_dims * (1.0 + trajectory.LOG_2PI)
+  return {"factor": factor, "num_steps": num_steps, "level": k - 1.0,
+          "nll": num_steps * factor + prior_mean}
+
+
+def nats_per_dim(nll, num_dims: int):
+  return nll / num_dims
+
+
+def bits_per_dim(nll, num_dims: int, data_scale: float | None = None):
+  """NLL in bits per dimension. With data_scale (127.5 for 8-bit images mapped to [-1, 1]) the
+  density is moved back to the data's own units by adding log(data_scale) per dimension."""
+  nats = nll / num_dims + (math.log(data_scale) if data_scale else 0.0)
+  return nats / math.log(2.0)
+
+
+def guided_gaussian(mu_c, log_sigma_c, mu_u, log_sigma_u, guidance):
+  """Gaussian of (1 + w) log p_c - w log p_u on the predictor's parameters (App. C.5).
+
+  With r = clip((sigma_c / sigma_u)^2, 0, 1):  sigma = sigma_c / sqrt(1 + w - w r),
+  mu = ((1 + w) mu_c - w r mu_u) / (1 + w - w r). Exactly the conditional at w = 0, and the
+  normalized product p_c^(1+w) / p_u^w wherever sigma_c <= sigma_u.
+  """
+  w = guidance
+  ratio = jnp.clip(jnp.exp(2.0 * (log_sigma_c - log_sigma_u)), 0.0, 1.0)
+  precision_scale = 1.0 + w - w * ratio
+  mu = ((1.0 + w) * mu_c - w * ratio * mu_u) / precision_scale
+  return mu, log_sigma_c - 0.5 * jnp.log(precision_scale)
+
+
+def validate_guidance(guidance) -> None:
+  if not guidance >= 0:
+    raise ValueError(f"guidance scale w must be >= 0, got {guidance!r}")
+
+
+def guided_prediction(model: NTM, u_t, t, s, num_steps, text, text_mask, guidance: float):
+  """Predictor Gaussian with CFG; w = 0 skips the unconditional pass."""
+  if guidance == 0:
+    return model.predictor(u_t, t, s, num_steps, text, text_mask)
+  null_text, null_mask = model.null_condition(*text.shape[:2])
+  both = lambda a, b: jnp.concatenate([a, b], axis=0)
+  mu, log_sigma = model.predictor(both(u_t, u_t), both(t, t), both(s, s),
+                                  both(num_steps, num_steps), both(text, null_text),
+                                  both(text_mask, null_mask))
+  batch = u_t.shape[0]
+  return guided_gaussian(mu[:batch], log_sigma[:batch], mu[batch:], log_sigma[batch:], guidance)
+
+
+def predictor_chain(model: NTM, rng, text, text_mask, *, num_steps: int, guidance: float = 0.0,
+                    t_min: float = 0.0):
+  """Algorithm 2 up to u_t0: u_tT ~ N(0, I), then T Gaussian steps of the predictor.
+
+  Returns u_t0: [batch, tokens, channels] float32, in the transporter's space.
+  """
+  validate_guidance(guidance)
+  batch = text.shape[0]
+  times = trajectory.shifted_schedule(num_steps, t_min, model.num_tokens)
+  rng_init, rng_steps = jax.random.split(rng)
+  u = jax.random.normal(rng_init, (batch, model.num_tokens, model.channels), jnp.float32)
+  steps = jnp.full((batch,), num_steps, jnp.float32)
+
+  def step(u, inputs):
+    k, key = inputs
+    t, s = jnp.full((batch,), times[k]), jnp.full((batch,), times[k - 1])
+    mu, log_sigma = guided_prediction(model, u, t, s, steps, text, text_mask, guidance)
+    return mu + jnp.exp(log_sigma) * jax.random.normal(key, u.shape), None
+
+  keys = jax.random.split(rng_steps, num_steps)
+  u, _ = jax.lax.scan(step, u, (jnp.arange(num_steps, 0, -1), keys))
+  return u
+
+
+def sample(model: NTM, rng, text, text_mask, *, num_steps: int, guidance: float = 0.0,
+           t_min: float = 0.0):
+  """Full NF sampler: predictor chain, then x_t0 = f_T^-1(u_t0) by KV-cached AR decoding.
+
+  Returns images [batch, height, width, channels] (unclipped, data scale).
+  """
+  u = predictor_chain(model, rng, text, text_mask, num_steps=num_steps, guidance=guidance,
+                      t_min=t_min)
+  batch = u.shape[0]
+  x = model.transporter.inverse(u, jnp.full((batch,), t_min, jnp.float32),
+                                jnp.full((batch,), num_steps, jnp.float32))
+  return model.images(x)

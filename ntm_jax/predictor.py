@@ -1,0 +1,114 @@
+"""The predictor f_P: a deep non-causal Transformer giving N(mu_P, sigma_P^2) over u_s.
+
+Paper Eq. 3.1 and Table 4. Input: the tokens of u_t (the noisier level only: the Markov
+factorization forbids seeing u_s or any cleaner level), text tokens concatenated in-context,
+sinusoidal embeddings of t, s and T, 2D RoPE over the token grid, grouped-query attention.
+
+Two parametrizations (METHOD.md 3):
+  direct:     (mu, log sigma) from a zero-initialized head;
+  posterior:  u0_hat = u_t - t v,  mu = A u_t + B u0_hat,  sigma = C exp(delta), with (A, B, C)
+              from Prop. 2 and delta from a zero-initialized head. This is the flow-matching
+              posterior sampler at initialization; C is floored so sigma stays finite as s -> 0.
+
+The embedding of (s, T) is zero-initialized, so a fresh backbone is a function of (u_t, t, y)
+only, which is what a flow-matching velocity network is.
+
+Shapes: u_t: [batch, tokens, channels]; t, s, num_steps: [batch]; text: [batch, text_len,
+text_dim]; text_mask: [batch, text_len] bool. Outputs are float32.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ntm_jax import layers
+from ntm_jax import trajectory
+
+PARAMETRIZATIONS = ("direct", "posterior")
+
+
+def grid_positions(grid_shape):
+  """(row, col) of each token in row-major order: [tokens, 2]."""
+  rows, cols = np.meshgrid(np.arange(grid_shape[0]), np.arange(grid_shape[1]), indexing="ij")
+  return jnp.asarray(np.stack([rows.ravel(), cols.ravel()], axis=-1), jnp.int32)
+
+
+def _zero_linear(i, o, rngs):
+  return nnx.Linear(i, o, kernel_init=nnx.initializers.zeros, bias_init=nnx.initializers.zeros,
+                    dtype=jnp.float32, rngs=rngs)
+
+
+class Predictor(nnx.Module):
+  """Non-causal Transformer over [image tokens; text tokens] -> per-token Gaussian."""
+
+  def __init__(self, *, channels: int, grid_shape: tuple, width: int, depth: int,
+               num_heads: int, num_kv_heads: int, text_dim: int,
+               parametrization: str = "direct", sigma_floor: float = 1e-3,
+               remat: bool = False, dtype=jnp.float32, rngs: nnx.Rngs):
+    if parametrization not in PARAMETRIZATIONS:
+      raise ValueError(f"predictor parametrization must be one of {PARAMETRIZATIONS}, "
+                       f"got {parametrization!r}")
+    self.channels, self.grid_shape = channels, tuple(grid_shape)
+    self.num_tokens = int(np.prod(grid_shape))
+    self.text_dim, self.parametrization, self.sigma_floor = text_dim, parametrization, sigma_floor
+    self.dtype = dtype
+    self.embed = nnx.Linear(channels, width, dtype=dtype, rngs=rngs)
+    self.position = nnx.Param(jax.random.normal(rngs.params(), (self.num_tokens, width)) * 0.02)
+    self.text_embed = nnx.Linear(text_dim, width, dtype=dtype, rngs=rngs)
+    self.time_embed = layers.ConditionEmbedding(1, width, dtype=dtype, rngs=rngs)
+    self.target_embed = layers.ConditionEmbedding(2, width, zero_init=True, dtype=dtype, rngs=rngs)
+    self.transformer = layers.TransformerStack(depth, width, num_heads, num_kv_heads,
+                                               remat=remat, dtype=dtype, rngs=rngs)
+    self.out_norm = nnx.LayerNorm(width, use_scale=False, use_bias=False, dtype=dtype, rngs=rngs)
+    self.out_modulation = _zero_linear(width, 2 * width, rngs)
+    if parametrization == "direct":
+      self.head = _zero_linear(width, 2 * channels, rngs)
+    else:
+      self.head = nnx.Linear(width, channels, dtype=jnp.float32, rngs=rngs)
+      self.delta_head = _zero_linear(width, channels, rngs)
+
+  def check_inputs(self, u_t, text, text_mask):
+    if u_t.ndim != 3 or u_t.shape[1:] != (self.num_tokens, self.channels):
+      raise ValueError(f"predictor expects u_t of shape [batch, {self.num_tokens}, "
+                       f"{self.channels}], got {u_t.shape}")
+    if text.ndim != 3 or text.shape[0] != u_t.shape[0] or text.shape[-1] != self.text_dim:
+      raise ValueError(f"predictor expects text of shape [{u_t.shape[0]}, length, "
+                       f"{self.text_dim}], got {text.shape}")
+    if text_mask.shape != text.shape[:2]:
+      raise ValueError(f"text_mask shape {text_mask.shape} must equal text shape[:2] "
+                       f"{text.shape[:2]}")
+
+  def hidden(self, u_t, t, s, num_steps, text, text_mask):
+    """Backbone: last hidden states of the image tokens and the conditioning vector."""
+    batch = u_t.shape[0]
+    cond = self.time_embed([1000.0 * t]) + self.target_embed([1000.0 * s, num_steps])
+    image = self.embed(u_t.astype(self.dtype)) + self.position[...] + cond[:, None]
+    tokens = jnp.concatenate([image, self.text_embed(text.astype(self.dtype))], axis=1)
+    # Text tokens sit at the RoPE origin (as in FLUX); image tokens at their (row, col).
+    positions = jnp.concatenate(
+        [grid_positions(self.grid_shape), jnp.zeros((text.shape[1], 2), jnp.int32)], axis=0)
+    positions = jnp.broadcast_to(positions, (batch,) + positions.shape)
+    keys = jnp.concatenate([jnp.ones((batch, self.num_tokens), bool), text_mask], axis=1)
+    hidden = self.transformer(tokens.astype(self.dtype), positions=positions,
+                              mask=keys[:, None, None, :])
+    shift, scale = jnp.split(self.out_modulation(cond.astype(jnp.float32)), 2, axis=-1)
+    hidden = self.out_norm(hidden[:, :self.num_tokens]).astype(jnp.float32)
+    return hidden * (1.0 + scale[:, None]) + shift[:, None]
+
+  def __call__(self, u_t, t, s, num_steps, text, text_mask):
+    """-> (mu, log_sigma), each [batch, tokens, channels] float32."""
+    self.check_inputs(u_t, text, text_mask)
+    hidden = self.hidden(u_t, t, s, num_steps, text, text_mask)
+    if self.parametrization == "direct":
+      mu, log_sigma = jnp.split(self.head(hidden), 2, axis=-1)
+      return mu, log_sigma
+    return self.posterior_gaussian(u_t, t, s, self.head(hidden), self.delta_head(hidden))
+
+  def posterior_gaussian(self, u_t, t, s, velocity, delta):
+    """(mu, log sigma) of the flow-matching Gaussian posterior with a learned log-scale delta."""
+    a, b, c2 = (v[:, None, None] for v in trajectory.posterior_coefficients(t, s))
+    u_t = u_t.astype(jnp.float32)
+    u0_hat = u_t - t[:, None, None] * velocity
+    log_sigma = 0.5 * jnp.log(c2 + self.sigma_floor**2) + delta
+    return a * u_t + b * u0_hat, log_sigma

@@ -1,0 +1,152 @@
+"""The transporter f_T: causal affine autoregressive flow blocks (paper Eq. 3.1, Table 4).
+
+One invertible, dimension-preserving map shared by every trajectory level and told the level's
+time t (and the step count T). Each block is a TarFlow-style causal Transformer over the token
+sequence in its scan order; token i is transformed with (a_i, b_i) predicted from tokens < i
+(the first token from a learned start token and the conditioning):
+
+    z_i = (x_i - b_i) * exp(-a_i),   log|det dz/dx| = -sum_i a_i.
+
+The scan direction alternates between blocks (block k sees the sequence reversed k times). The
+(a, b) head is zero-initialized, so the flow starts as the identity; (a, b) are scaled by (1 - t),
+so f_T(x, 1) = x exactly for every parameter value. The affine step and log-det are float32.
+
+Shapes: x, z: [batch, tokens, channels]; t, num_steps: [batch]; log-det: [batch].
+"""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ntm_jax import layers
+
+
+class FlowBlock(nnx.Module):
+  """One causal affine autoregressive block over a sequence in its own scan order."""
+
+  def __init__(self, channels: int, num_tokens: int, width: int, depth: int, num_heads: int,
+               num_kv_heads: int, *, scale_bound: float, remat: bool = False,
+               dtype=jnp.float32, rngs: nnx.Rngs):
+    self.channels, self.num_tokens, self.scale_bound = channels, num_tokens, scale_bound
+    self.dtype = dtype
+    self.embed = nnx.Linear(channels, width, dtype=dtype, rngs=rngs)
+    self.start = nnx.Param(jax.random.normal(rngs.params(), (width,)) * 0.02)
+    self.position = nnx.Param(jax.random.normal(rngs.params(), (num_tokens, width)) * 0.02)
+    self.condition = layers.ConditionEmbedding(2, width, dtype=dtype, rngs=rngs)
+    self.transformer = layers.TransformerStack(depth, width, num_heads, num_kv_heads,
+                                               remat=remat, dtype=dtype, rngs=rngs)
+    self.out_norm = nnx.RMSNorm(width, dtype=dtype, rngs=rngs)
+    self.head = nnx.Linear(width, 2 * channels, kernel_init=nnx.initializers.zeros,
+                           bias_init=nnx.initializers.zeros, dtype=jnp.float32, rngs=rngs)
+
+  def _condition(self, t, num_steps):
+    return self.condition([1000.0 * t, num_steps])
+
+  def _affine(self, hidden, t):
+    """Hidden states -> bounded, time-gated (a, b) in float32."""
+    params = self.head(self.out_norm(hidden).astype(jnp.float32))
+    a, b = jnp.split(params, 2, axis=-1)
+    gate = (1.0 - jnp.asarray(t, jnp.float32))[:, None, None]
+    a = self.scale_bound * jnp.tanh(a / self.scale_bound)
+    return gate * a, gate * b
+
+  def shift_params(self, x, t, num_steps):
+    """(a, b) for every token from the tokens before it: [batch, tokens, channels] each."""
+    batch = x.shape[0]
+    start = jnp.broadcast_to(self.start[...], (batch, 1, self.start.shape[-1]))
+    inputs = jnp.concatenate([start.astype(self.dtype), self.embed(x[:, :-1])], axis=1)
+    inputs = inputs + self.position[...] + self._condition(t, num_steps)[:, None]
+    return self._affine(self.transformer(inputs.astype(self.dtype), is_causal=True), t)
+
+  def __call__(self, x, t, num_steps):
+    """x -> (z, log-det [batch])."""
+    a, b = self.shift_params(x, t, num_steps)
+    z = (x.astype(jnp.float32) - b) * jnp.exp(-a)
+    return z, -jnp.sum(a, axis=(1, 2))
+
+  def inverse(self, z, t, num_steps):
+    """z -> x token by token with a preallocated KV cache (lax.scan over tokens)."""
+    batch, num_tokens, _ = z.shape
+    cond = self._condition(t, num_steps)
+    cache = self.transformer.init_cache(batch, num_tokens, self.dtype)
+    start = jnp.broadcast_to(self.start[...], (batch, self.start.shape[-1]))
+
+    def step(carry, inputs):
+      prev_x, cache = carry
+      index, z_i, position = inputs
+      token = jnp.where(index == 0, start.astype(self.dtype), self.embed(prev_x))
+      token = (token + position + cond)[:, None].astype(self.dtype)
+      hidden, cache = self.transformer.decode(token, cache, index)
+      a, b = self._affine(hidden, t)
+      x_i = z_i[:, None].astype(jnp.float32) * jnp.exp(a) + b
+      return (x_i[:, 0], cache), x_i[:, 0]
+
+    init = (jnp.zeros((batch, self.channels), jnp.float32), cache)
+    xs = (jnp.arange(num_tokens), jnp.swapaxes(z, 0, 1), self.position[...])
+    _, x = jax.lax.scan(step, init, xs)
+    return jnp.swapaxes(x, 0, 1)
+
+  def reference_inverse(self, z, t, num_steps):
+    """Inverse by full recomputation at every token (slow; the test oracle for `inverse`)."""
+
+    def step(i, x):
+      a, b = self.shift_params(x, t, num_steps)
+      x_i = z[:, i].astype(jnp.float32) * jnp.exp(a[:, i]) + b[:, i]
+      return x.at[:, i].set(x_i)
+
+    return jax.lax.fori_loop(0, z.shape[1], step, jnp.zeros(z.shape, jnp.float32))
+
+
+class Transporter(nnx.Module):
+  """A stack of `num_blocks` flow blocks with alternating scan direction (stacked, scanned)."""
+
+  def __init__(self, *, channels: int, num_tokens: int, num_blocks: int, depth: int,
+               width: int, num_heads: int, num_kv_heads: int, scale_bound: float = 2.0,
+               remat: bool = False, dtype=jnp.float32, rngs: nnx.Rngs):
+    if num_blocks < 1:
+      raise ValueError(f"transporter num_blocks must be >= 1, got {num_blocks}")
+    self.channels, self.num_tokens, self.num_blocks = channels, num_tokens, num_blocks
+    self.blocks = layers.stacked(
+        lambda r: FlowBlock(channels, num_tokens, width, depth, num_heads, num_kv_heads,
+                            scale_bound=scale_bound, remat=remat, dtype=dtype, rngs=r),
+        num_blocks, rngs)
+
+  def _check(self, x):
+    if x.ndim != 3 or x.shape[1:] != (self.num_tokens, self.channels):
+      raise ValueError(f"transporter expects [batch, {self.num_tokens}, {self.channels}] "
+                       f"tokens, got shape {x.shape}")
+
+  def _final_orientation(self, x):
+    """Undo the trailing flip when the number of blocks is odd."""
+    return jnp.flip(x, axis=1) if self.num_blocks % 2 else x
+
+  def __call__(self, x, t, num_steps):
+    """x [batch, tokens, channels] at time t -> (u, log|det du/dx| [batch]), float32."""
+    self._check(x)
+
+    def body(block, carry, _):
+      x, logdet = carry
+      z, block_logdet = block(x, t, num_steps)
+      return (jnp.flip(z, axis=1), logdet + block_logdet), None
+
+    init = (x.astype(jnp.float32), jnp.zeros((x.shape[0],), jnp.float32))
+    (u, logdet), _ = layers.scan_stacked(body, self.blocks, init)
+    return self._final_orientation(u), logdet
+
+  def _invert(self, u, t, num_steps, reference: bool):
+    self._check(u)
+
+    def body(block, carry, _):
+      z = jnp.flip(carry, axis=1)
+      return (block.reference_inverse if reference else block.inverse)(z, t, num_steps), None
+
+    init = self._final_orientation(u.astype(jnp.float32))
+    return layers.scan_stacked(body, self.blocks, init, reverse=True)[0]
+
+  def inverse(self, u, t, num_steps):
+    """u -> x with KV-cached sequential decoding, blocks in reverse order."""
+    return self._invert(u, t, num_steps, reference=False)
+
+  def reference_inverse(self, u, t, num_steps):
+    """u -> x by full recomputation per token; the oracle for `inverse` in tests."""
+    return self._invert(u, t, num_steps, reference=True)
