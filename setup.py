@@ -29,6 +29,7 @@ INSTALL_REQUIRES = [
     "tensorboard==2.21.0",
     "tf-keras==2.21.0",
     "pillow",
+    "psutil",
 ]
 
 setuptools.setup(

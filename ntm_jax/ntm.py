@@ -22,6 +22,7 @@ from flax import nnx
 
 from ntm_jax import patching
 from ntm_jax import predictor as predictor_lib
+from ntm_jax import text as text_lib
 from ntm_jax import trajectory
 from ntm_jax import transporter as transporter_lib
 
@@ -53,6 +54,12 @@ class NTM(nnx.Module):
         parametrization=pc.parametrization, sigma_floor=pc.sigma_floor, remat=config.remat,
         dtype=dtype, rngs=rngs)
     self.null_text = nnx.Param(jnp.zeros((self.text_dim,), jnp.float32))
+    # Optional built-in encoder; without it the caller supplies text embeddings directly.
+    encoder = config.get("text_encoder")
+    self.text_encoder = text_lib.TextEncoder(
+        vocab_size=encoder.vocab_size, max_length=encoder.max_length, width=self.text_dim,
+        depth=encoder.depth, num_heads=encoder.num_heads, dtype=dtype,
+        rngs=rngs) if encoder else None
 
   def tokens(self, images):
     patching.check_images(images, self.image_shape)
@@ -66,6 +73,20 @@ class NTM(nnx.Module):
     text = jnp.broadcast_to(self.null_text[...], (batch, length, self.text_dim))
     mask = jnp.zeros((batch, length), bool).at[:, 0].set(True)
     return text, mask
+
+
+def encode_text(model: NTM, tokens):
+  """Token ids [batch, length] -> (text, mask); captions with no tokens get the null condition."""
+  text, mask = model.text_encoder(tokens)
+  return null_if_empty(model, text, mask)
+
+
+def null_if_empty(model: NTM, text, text_mask):
+  """Replaces examples with no visible text token (empty captions) by the null condition."""
+  null_text, null_mask = model.null_condition(*text.shape[:2])
+  empty = ~text_mask.any(axis=1)
+  return (jnp.where(empty[:, None, None], null_text, text),
+          jnp.where(empty[:, None], null_mask, text_mask))
 
 
 def drop_condition(model: NTM, rng, text, text_mask, rate: float):

@@ -1,0 +1,135 @@
+"""Random-access (image, caption) sources for grain.
+
+Each source has __len__ and __getitem__(index) -> {"image": uint8 [H, W, 3], "caption": str}.
+  ShapesSource   the built-in procedural domain (ntm_jax/data/shapes.py);
+  TfdsSource     any tfds dataset prepared in ArrayRecord format (tfds.data_source);
+  FolderSource   a local folder of images with a captions file.
+User images are centre-cropped to a square and resized to the configured size.
+"""
+
+import csv
+import os
+
+import ml_collections
+import numpy as np
+from absl import logging
+from PIL import Image
+
+from ntm_jax.data import shapes
+
+
+class ShapesSource:
+  """Coloured shapes with generated captions; example i is a pure function of (seed, i)."""
+
+  def __init__(self, *, seed: int, canvas: int, num_examples: int, held_out_combinations=(),
+               held_out: bool = False):
+    self.seed, self.canvas, self.num_examples, self.held_out = seed, canvas, num_examples, held_out
+    self.sampler = shapes.SceneSampler(canvas, held_out_combinations)
+
+  def __len__(self):
+    return self.num_examples
+
+  def __repr__(self):  # grain checks the checkpointed source against this
+    return (f"ShapesSource(seed={self.seed}, canvas={self.canvas}, num_examples="
+            f"{self.num_examples}, held_out_combinations={sorted(self.sampler.held_out)}, "
+            f"held_out={self.held_out})")
+
+  def __getitem__(self, index):
+    out = shapes.example(self.seed, int(index), self.canvas, self.sampler, self.held_out)
+    return {"image": out["image"], "caption": out["caption"]}
+
+
+def fit_image(image: Image.Image, size: int) -> np.ndarray:
+  """RGB, centre-cropped to a square, resized to size x size: uint8 [size, size, 3]."""
+  image = image.convert("RGB")
+  side = min(image.size)
+  left, top = (image.width - side) // 2, (image.height - side) // 2
+  image = image.crop((left, top, left + side, top + side))
+  if image.size != (size, size):
+    image = image.resize((size, size), Image.BICUBIC)
+  return np.asarray(image, np.uint8)
+
+
+class TfdsSource:
+  """A tfds dataset in ArrayRecord format, read with tfds.data_source (no TensorFlow graph)."""
+
+  def __init__(self, *, name: str, split: str, data_dir: str | None, image_size: int,
+               image_key: str = "image", caption_key: str = "caption"):
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+    self.source = tfds.data_source(name, split=split, data_dir=data_dir)
+    self.image_size, self.image_key, self.caption_key = image_size, image_key, caption_key
+    self.description = f"TfdsSource(name={name!r}, split={split!r}, image_size={image_size})"
+
+  def __repr__(self):
+    return self.description
+
+  def __len__(self):
+    return len(self.source)
+
+  def __getitem__(self, index):
+    record = self.source[int(index)]
+    caption = record[self.caption_key]
+    caption = caption.decode() if isinstance(caption, bytes) else str(caption)
+    image = Image.fromarray(np.asarray(record[self.image_key]))
+    return {"image": fit_image(image, self.image_size), "caption": caption}
+
+
+class FolderSource:
+  """Images in a folder plus a captions file of `filename<TAB>caption` lines.
+
+  Every image is decoded once when the source is built: unreadable or corrupt files are
+  skipped, counted and logged, so training never stops on a bad file.
+  """
+
+  def __init__(self, *, directory: str, image_size: int, captions_file: str = "captions.tsv"):
+    path = os.path.join(directory, captions_file)
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"captions file {path} not found: expected lines of "
+                              "'filename<TAB>caption' next to the images")
+    with open(path, newline="", encoding="utf-8") as f:
+      rows = [row for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if row]
+    self.image_size, self.items, self.skipped = image_size, [], []
+    for row in rows:
+      filename, caption = row[0], (row[1] if len(row) > 1 else "")
+      try:
+        with Image.open(os.path.join(directory, filename)) as image:
+          image.load()
+        self.items.append((os.path.join(directory, filename), caption))
+      except (OSError, ValueError, Image.DecompressionBombError) as err:
+        self.skipped.append(filename)
+        logging.warning("Skipping unreadable image %s: %s", filename, err)
+    logging.info("FolderSource %s: %d images, %d skipped as unreadable", directory,
+                 len(self.items), len(self.skipped))
+    if not self.items:
+      raise ValueError(f"no readable images listed in {path} ({len(self.skipped)} skipped)")
+    self.description = f"FolderSource({path!r}, {len(self.items)} images, size {image_size})"
+
+  def __repr__(self):
+    return self.description
+
+  def __len__(self):
+    return len(self.items)
+
+  def __getitem__(self, index):
+    filename, caption = self.items[int(index)]
+    with Image.open(filename) as image:
+      return {"image": fit_image(image, self.image_size), "caption": caption}
+
+
+def make_source(config: ml_collections.ConfigDict, split: str):
+  """The source for `split` ("train" or "eval") from the `data` config section."""
+  if config.source == "shapes":
+    held_out = split == "eval" and config.eval_held_out
+    return ShapesSource(seed=config.seed + (0 if split == "train" else 1), canvas=config.image_size,
+                        num_examples=config.num_train_examples if split == "train"
+                        else config.num_eval_examples,
+                        held_out_combinations=config.held_out_combinations, held_out=held_out)
+  if config.source == "tfds":
+    return TfdsSource(name=config.tfds_name, split=config.tfds_splits[split],
+                      data_dir=config.tfds_data_dir or None, image_size=config.image_size,
+                      image_key=config.image_key, caption_key=config.caption_key)
+  if config.source == "folder":
+    return FolderSource(directory=config.folder[split], image_size=config.image_size,
+                        captions_file=config.captions_file)
+  raise ValueError(f"data.source must be one of 'shapes', 'tfds', 'folder', got {config.source!r}")

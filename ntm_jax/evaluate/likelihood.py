@@ -1,0 +1,45 @@
+"""Likelihood report: held-out trajectory NLL (nats/dim, bits/dim), per level, and the marginal
+bound on x_t0, at every step count T the model was trained for."""
+
+import json
+import os
+
+import jax
+import numpy as np
+from clu import metrics as clu_metrics
+
+from ntm_jax.data import pipeline
+from ntm_jax.data import sources
+
+
+def average(history: list) -> dict:
+  """Averages a list of per-step metric dicts with clu's Average metric."""
+  averages = {}
+  for metrics in history:
+    for name, value in metrics.items():
+      metric = clu_metrics.Average.from_model_output(np.asarray(value))
+      averages[name] = averages[name].merge(metric) if name in averages else metric
+  return {name: float(metric.compute()) for name, metric in averages.items()}
+
+
+def evaluate(rt, params, config, tokenizer, step: int) -> dict:
+  """Held-out trajectory NLL at every trained T, averaged over eval_batches batches."""
+  loader = pipeline.make_loader(sources.make_source(config.data, "eval"), tokenizer,
+                                global_batch_size=config.train.batch_size, seed=config.data.seed,
+                                shuffle=False, num_epochs=1)
+  batches = [rt.global_batch(b) for b, _ in zip(loader, range(config.train.eval_batches))]
+  results = {}
+  for num_steps in config.ntm.num_steps:
+    history = [rt.eval_step(num_steps)(params, batch, jax.random.fold_in(jax.random.key(step), i))
+               for i, batch in enumerate(batches)]
+    results.update({f"eval_T{num_steps}/{k}": v for k, v in average(history).items()})
+  return results
+
+
+def write_report(results: dict, workdir: str, step: int) -> str:
+  """Writes the report as JSON (workdir/eval/likelihood_step_N.json); returns the path."""
+  path = os.path.join(workdir, "eval", f"likelihood_step_{step:08d}.json")
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump({"step": step, **results}, f, indent=1, sort_keys=True)
+  return path

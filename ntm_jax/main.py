@@ -1,0 +1,47 @@
+"""Entry point: python -m ntm_jax.main --config=configs/t2i.py[:preset] --workdir=DIR --mode=...
+
+Modes: train (train or resume), sample (PNG grid + JSON from the latest checkpoint), eval
+(held-out likelihood report). Config values are overridden with --config.section.key=value.
+"""
+
+import jax
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Configuration file (path[:preset]).",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
+flags.DEFINE_enum("mode", "train", ["train", "sample", "eval"], "What to run.")
+flags.DEFINE_list("prompts", None, "--mode=sample: comma-separated prompts (default: the "
+                  "config's sample.prompts or sample.prompts_file).")
+flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  # TensorFlow (pulled in by clu and tfds) must never take accelerator memory.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], "GPU")
+  if FLAGS.distributed:
+    jax.distributed.initialize()
+  logging.info("JAX process %d of %d; %d local / %d global devices (%s)", jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count(),
+               jax.devices()[0].platform)
+
+  from ntm_jax.train import generate, loop  # pylint: disable=g-import-not-at-top
+  config = FLAGS.config
+  if FLAGS.mode == "train":
+    loop.train_and_evaluate(config, FLAGS.workdir)
+  elif FLAGS.mode == "sample":
+    generate.sample(config, FLAGS.workdir, FLAGS.prompts)
+  else:
+    generate.evaluate(config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  app.run(main)

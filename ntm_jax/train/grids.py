@@ -1,0 +1,51 @@
+"""Sample grids: prompts -> images (chunked sampling) -> one PNG, a row per prompt."""
+
+import jax
+import numpy as np
+from PIL import Image
+
+from ntm_jax.data import pipeline
+
+
+def make_grid(images: np.ndarray, columns: int, gap: int = 1) -> np.ndarray:
+  """uint8 [n, H, W, 3] -> uint8 grid with `gap` grey pixels between cells."""
+  n, height, width, channels = images.shape
+  rows = -(-n // columns)
+  grid = np.full((rows * (height + gap) + gap, columns * (width + gap) + gap, channels), 128,
+                 np.uint8)
+  for i, image in enumerate(images):
+    r, c = divmod(i, columns)
+    top, left = gap + r * (height + gap), gap + c * (width + gap)
+    grid[top:top + height, left:left + width] = image
+  return grid
+
+
+def save_png(path: str, grid: np.ndarray, scale: int = 1) -> None:
+  image = Image.fromarray(grid)
+  if scale > 1:
+    image = image.resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
+  image.save(path)
+
+
+def sample_prompts(sampler, params, tokenizer, prompts, *, per_prompt: int, seed: int,
+                   batch_size: int) -> np.ndarray:
+  """uint8 [len(prompts) * per_prompt, H, W, 3], prompt-major; chunk i uses fold_in(seed, i)."""
+  tokens = np.repeat(tokenizer.encode(list(prompts)), per_prompt, axis=0)
+  chunks = []
+  for i, start in enumerate(range(0, len(tokens), batch_size)):
+    chunk = tokens[start:start + batch_size]
+    padded = np.pad(chunk, ((0, batch_size - len(chunk)), (0, 0)))  # one compiled shape
+    images = sampler(params, padded, jax.random.fold_in(jax.random.key(seed), i))
+    chunks.append(pipeline.to_uint8(images)[:len(chunk)])
+  return np.concatenate(chunks)
+
+
+def read_prompts(prompts, prompts_file: str) -> list:
+  """Prompts from a file (one per line, blank lines dropped) or the given sequence."""
+  if prompts_file:
+    with open(prompts_file, encoding="utf-8") as f:
+      prompts = [line.strip() for line in f if line.strip()]
+  prompts = list(prompts)
+  if not prompts:
+    raise ValueError("no prompts given: set --config.sample.prompts or sample.prompts_file")
+  return prompts

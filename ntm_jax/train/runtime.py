@@ -1,0 +1,82 @@
+"""Everything a mode needs on the device mesh: shardings and the jitted, sharded functions."""
+
+import dataclasses
+import functools
+import math
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import optax
+from absl import logging
+from flax import nnx
+
+from ntm_jax.train import sharding
+from ntm_jax.train import state as state_lib
+
+
+@dataclasses.dataclass
+class Runtime:
+  config: ml_collections.ConfigDict
+  mesh: jax.sharding.Mesh
+  graphdef: Any
+  tx: optax.GradientTransformation
+  abstract_state: Any  # ShapeDtypeStructs carrying their shardings
+  state_shardings: Any
+  num_params: int
+  _train_steps: dict = dataclasses.field(default_factory=dict)
+  _eval_steps: dict = dataclasses.field(default_factory=dict)
+
+  @property
+  def batch_sharding(self):
+    return sharding.batch_sharding(self.mesh)
+
+  def create_state(self):
+    """A fresh state, created directly with its shardings (no host copy of the parameters)."""
+    create = jax.jit(functools.partial(state_lib.create_train_state, self.config, self.tx),
+                     out_shardings=self.state_shardings)
+    with jax.set_mesh(self.mesh):
+      return create()
+
+  def global_batch(self, local_batch):
+    """This process's numpy batch -> one global array per key, split over (data, fsdp)."""
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(self.batch_sharding, x), local_batch)
+
+  def train_step(self, num_steps: int) -> Callable:
+    """The jitted step for T = num_steps (one compilation per T), state donated."""
+    if num_steps not in self._train_steps:
+      step = functools.partial(state_lib.train_step, graphdef=self.graphdef, tx=self.tx,
+                               config=self.config, num_steps=num_steps)
+      replicated = sharding.replicated(self.mesh)
+      self._train_steps[num_steps] = jax.jit(
+          step, in_shardings=(self.state_shardings, self.batch_sharding),
+          out_shardings=(self.state_shardings, replicated, replicated), donate_argnums=0)
+    return self._train_steps[num_steps]
+
+  def eval_step(self, num_steps: int) -> Callable:
+    if num_steps not in self._eval_steps:
+      self._eval_steps[num_steps] = jax.jit(functools.partial(
+          state_lib.eval_step, graphdef=self.graphdef, config=self.config, num_steps=num_steps))
+    return self._eval_steps[num_steps]
+
+  def sampler(self, num_steps: int, guidance: float, t_min: float) -> Callable:
+    return jax.jit(functools.partial(state_lib.sample_images, graphdef=self.graphdef,
+                                     num_steps=num_steps, guidance=guidance, t_min=t_min))
+
+
+def build(config: ml_collections.ConfigDict, devices=None, check_memory: bool = True) -> Runtime:
+  """Mesh, shapes and shardings of the state, and the fail-fast memory check: no allocation."""
+  mesh = sharding.make_mesh(config.mesh, devices)
+  tx = state_lib.make_optimizer(config)
+  graphdef, _ = nnx.split(state_lib.abstract_model(config))
+  shapes = jax.eval_shape(functools.partial(state_lib.create_train_state, config, tx))
+  num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(shapes.params))
+  logging.info("Model: %.2fM parameters; mesh %s", num_params / 1e6, dict(mesh.shape))
+  if check_memory:
+    sharding.check_fits(num_params, config, mesh)
+  shardings = sharding.state_shardings(shapes, mesh, config.mesh.min_shard_size)
+  abstract = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                          shapes, shardings)
+  return Runtime(config=config, mesh=mesh, graphdef=graphdef, tx=tx, abstract_state=abstract,
+                 state_shardings=shardings, num_params=num_params)

@@ -1,0 +1,120 @@
+"""Device mesh, FSDP parameter shardings and the fail-fast memory estimate.
+
+The mesh has two axes: 'data' and 'fsdp'. Batches are split over both; each parameter with at
+least `min_shard_size` elements is split over 'fsdp' along its largest divisible axis (for
+stacked layers that is a weight axis, never a short layer axis unless nothing else divides).
+XLA inserts the all-gathers and reduce-scatters: there is no hand-written communication.
+"""
+
+import math
+
+import jax
+import ml_collections
+import numpy as np
+import psutil
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+BATCH_AXES = ("data", "fsdp")
+
+
+def mesh_shape(config: ml_collections.ConfigDict, num_devices: int) -> tuple:
+  """(data, fsdp) sizes; one of them may be -1 for 'all devices the other leaves'."""
+  data, fsdp = config.data, config.fsdp
+  if data == -1 and fsdp == -1:
+    raise ValueError("mesh.data and mesh.fsdp cannot both be -1")
+  known = fsdp if data == -1 else data
+  if known < 1 or num_devices % known:
+    raise ValueError(f"mesh.data={data}, mesh.fsdp={fsdp}: {known} must be >= 1 and divide "
+                     f"the {num_devices} devices")
+  data = num_devices // fsdp if data == -1 else data
+  fsdp = num_devices // data if fsdp == -1 else fsdp
+  if data * fsdp != num_devices:
+    raise ValueError(f"mesh.data={data} x mesh.fsdp={fsdp} must equal the {num_devices} devices")
+  return data, fsdp
+
+
+def make_mesh(config: ml_collections.ConfigDict, devices=None) -> Mesh:
+  """A ('data', 'fsdp') mesh over `devices` (default: all)."""
+  devices = np.asarray(devices if devices is not None else jax.devices())
+  return Mesh(devices.reshape(mesh_shape(config, devices.size)), BATCH_AXES)
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(BATCH_AXES))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def param_spec(shape, fsdp_size: int, min_shard_size: int) -> P:
+  """Shard the largest axis divisible by the fsdp size; replicate small or indivisible ones."""
+  if fsdp_size == 1 or math.prod(shape) < min_shard_size:
+    return P()
+  for axis in sorted(range(len(shape)), key=lambda a: -shape[a]):
+    if shape[axis] % fsdp_size == 0:
+      return P(*[("fsdp" if a == axis else None) for a in range(len(shape))])
+  return P()
+
+
+def state_shardings(abstract_state, mesh: Mesh, min_shard_size: int):
+  """NamedShardings for a pytree of ShapeDtypeStructs (parameters, optimizer moments, EMA)."""
+  fsdp = mesh.shape["fsdp"]
+  return jax.tree.map(
+      lambda leaf: NamedSharding(mesh, param_spec(leaf.shape, fsdp, min_shard_size)
+                                 if getattr(leaf, "ndim", 0) else P()), abstract_state)
+
+
+def device_memory_bytes(config_gb: float) -> int:
+  """Memory of one device: the configured value, the accelerator's limit, or host RAM on CPU."""
+  if config_gb > 0:
+    return int(config_gb * 2**30)
+  stats = jax.devices()[0].memory_stats() or {}
+  if "bytes_limit" in stats:
+    return int(stats["bytes_limit"])
+  return int(psutil.virtual_memory().total / max(1, jax.local_device_count()))
+
+
+def estimate_bytes_per_device(num_params: int, config: ml_collections.ConfigDict,
+                              mesh: Mesh) -> int:
+  """Parameters, AdamW moments, EMA and gradients in float32 sharded over fsdp, plus a rough
+  activation term: per layer, 16 width-sized float32 tensors per token of every level
+  (a quarter of that with remat)."""
+  fsdp = mesh.shape["fsdp"]
+  state = 5 * 4 * num_params / fsdp  # params, grads, mu, nu, ema
+  model = config.model
+  tokens = (config.data.image_size // model.patch_size) ** 2 + model.text_encoder.max_length
+  levels = max(config.ntm.num_steps) if config.ntm.mode == "end_to_end" else 2
+  per_device_batch = config.train.batch_size / mesh.size
+  layers = (model.predictor.depth * model.predictor.width + model.transporter.num_blocks *
+            model.transporter.depth * model.transporter.width)
+  activations = per_device_batch * levels * tokens * layers * 16 * 4
+  if model.remat:
+    activations /= 4
+  return int(state + activations)
+
+
+def check_fits(num_params: int, config: ml_collections.ConfigDict, mesh: Mesh) -> None:
+  """Raises before any allocation when the estimate exceeds the device memory."""
+  need = estimate_bytes_per_device(num_params, config, mesh)
+  have = device_memory_bytes(config.memory.device_gb)
+  if need <= 0.9 * have:
+    return
+  fsdp_needed = mesh.shape["fsdp"]
+  while fsdp_needed < 4096 and estimate_bytes_per_device(
+      num_params, config, _fake_mesh(mesh.size, fsdp_needed)) > 0.9 * have:
+    fsdp_needed *= 2
+  raise MemoryError(
+      f"the model needs about {need / 2**30:.1f} GiB per device ({num_params / 1e6:.0f}M "
+      f"parameters, batch {config.train.batch_size} on {mesh.size} device(s), "
+      f"fsdp={mesh.shape['fsdp']}), but a device has {have / 2**30:.1f} GiB. Use a smaller "
+      f"preset (--config=configs/t2i.py:small or :tiny), or a mesh of at least "
+      f"{fsdp_needed} devices with --config.mesh.fsdp={fsdp_needed}, or a smaller "
+      f"--config.train.batch_size.")
+
+
+class _fake_mesh:  # pylint: disable=invalid-name
+  """Only the shape of a hypothetical mesh, for the estimate."""
+
+  def __init__(self, size, fsdp):
+    self.size, self.shape = max(size, fsdp), {"fsdp": fsdp}

@@ -1,0 +1,136 @@
+"""Training state, optimizer and the jitted steps (Algorithm 1), as pure functions.
+
+The model's graph is static (an nnx GraphDef); everything that changes is a pytree in
+TrainState, so the step is a pure function that jit can shard and donate.
+"""
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+
+from ntm_jax import ntm
+from ntm_jax.data import pipeline
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array  # optimizer steps taken (skipped non-finite updates included)
+  params: Any  # nnx.State of the model
+  opt_state: Any  # optax.apply_if_finite(AdamW) state: counts skipped updates
+  ema_params: Any  # EMA of params, updated only on finite steps
+  rng: jax.Array  # key data; the step's key is fold_in(rng, step)
+
+
+def model_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The `model` section completed with the image shape the data delivers."""
+  model = ml_collections.ConfigDict(config.model.to_dict())
+  model.image_shape = (config.data.image_size, config.data.image_size, 3)
+  return model
+
+
+def abstract_model(config: ml_collections.ConfigDict) -> ntm.NTM:
+  return nnx.eval_shape(lambda: ntm.NTM(model_config(config), rngs=nnx.Rngs(config.seed)))
+
+
+def lr_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+  """Linear warmup to peak_lr, cosine decay to end_lr at the last step."""
+  o = config.optim
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=o.peak_lr, warmup_steps=o.warmup_steps,
+      decay_steps=max(config.train.num_steps, o.warmup_steps + 1), end_value=o.end_lr)
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """AdamW with warmup-cosine, global-norm clipping, decay on matrices only, and skipping of
+  non-finite updates (optax.apply_if_finite; the training loop aborts on a long run of them)."""
+  o = config.optim
+  schedule = lr_schedule(config)
+  decay_mask = lambda params: jax.tree_util.tree_map_with_path(
+      lambda path, _: str(getattr(path[-1], "key", path[-1])) in ("kernel", "embedding"), params)
+  adamw = optax.adamw(schedule, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay, mask=decay_mask)
+  tx = optax.chain(optax.clip_by_global_norm(o.grad_clip), adamw)
+  # The loop enforces the limit; apply_if_finite would apply NaNs after its own limit.
+  return optax.apply_if_finite(tx, max_consecutive_errors=2**30)
+
+
+def create_train_state(config: ml_collections.ConfigDict, tx: optax.GradientTransformation):
+  """Builds the state from scratch; jit this with out_shardings to create it sharded."""
+  model = ntm.NTM(model_config(config), rngs=nnx.Rngs(config.seed))
+  params = nnx.state(model)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                    ema_params=params,
+                    rng=jax.random.key_data(jax.random.key(config.seed)))
+
+
+def _nll_terms(model, batch, rng, config, num_steps, cfg_dropout):
+  images = pipeline.normalize_images(batch["image"])
+  text, mask = ntm.encode_text(model, batch["tokens"])
+  n = config.ntm
+  if n.mode == "end_to_end":
+    return ntm.trajectory_nll(model, images, text, mask, rng, num_steps=num_steps,
+                              t_min_range=tuple(n.t_min_range), cfg_dropout=cfg_dropout)
+  if n.mode == "pair_wise":
+    return ntm.pair_wise_nll(model, images, text, mask, rng, num_steps_set=tuple(n.num_steps),
+                             t_min_range=tuple(n.t_min_range), cfg_dropout=cfg_dropout)
+  raise ValueError(f"ntm.mode must be 'end_to_end' or 'pair_wise', got {n.mode!r}")
+
+
+def nll_metrics(out, num_dims: int) -> dict:
+  """Batch means in nats/dim and bits/dim (bits per 8-bit data dimension included)."""
+  nll = out["nll"]
+  metrics = {"nll_nats_per_dim": jnp.mean(nll) / num_dims,
+             "bits_per_dim": jnp.mean(ntm.bits_per_dim(nll, num_dims)),
+             "bits_per_8bit_dim": jnp.mean(ntm.bits_per_dim(nll, num_dims, data_scale=127.5))}
+  if "level_nll" in out:
+    for k in range(out["level_nll"].shape[1]):
+      metrics[f"level_{k}_nats_per_dim"] = jnp.mean(out["level_nll"][:, k]) / num_dims
+    metrics["bound_x_t0_nats_per_dim"] = jnp.mean(out["bound"]) / num_dims
+  return metrics
+
+
+def train_step(state: TrainState, batch, *, graphdef, tx, config, num_steps: int):
+  """One AdamW step on the mean trajectory NLL per dimension; non-finite updates are skipped."""
+  rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+
+  def loss_fn(params):
+    model = nnx.merge(graphdef, params)
+    out = _nll_terms(model, batch, rng, config, num_steps, config.ntm.cfg_dropout)
+    return jnp.mean(out["nll"]) / model.num_dims, nll_metrics(out, model.num_dims)
+
+  (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  finite = opt_state.last_finite
+  # EMA warmup: early averages must not be dominated by the initialization.
+  decay = jnp.minimum(config.optim.ema_decay, (1.0 + state.step) / (10.0 + state.step))
+  ema = jax.tree.map(lambda e, p: jnp.where(finite, decay * e + (1 - decay) * p, e),
+                     state.ema_params, params)
+  metrics.update(loss=loss, grad_norm=optax.global_norm(grads),
+                 learning_rate=lr_schedule(config)(state.step),
+                 skipped_updates_total=opt_state.total_notfinite.astype(jnp.float32))
+  new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                            ema_params=ema)
+  return new_state, metrics, opt_state.notfinite_count
+
+
+def eval_step(params, batch, rng, *, graphdef, config, num_steps: int):
+  """Held-out NLL of one batch (no CFG dropout), end-to-end at T = num_steps."""
+  model = nnx.merge(graphdef, params)
+  images = pipeline.normalize_images(batch["image"])
+  text, mask = ntm.encode_text(model, batch["tokens"])
+  out = ntm.trajectory_nll(model, images, text, mask, rng, num_steps=num_steps,
+                           t_min_range=tuple(config.ntm.t_min_range))
+  return nll_metrics(out, model.num_dims)
+
+
+def sample_images(params, tokens, rng, *, graphdef, num_steps: int, guidance: float,
+                  t_min: float):
+  """Full NF samples for token ids [batch, length]: float images in about [-1, 1]."""
+  model = nnx.merge(graphdef, params)
+  text, mask = ntm.encode_text(model, tokens)
+  return ntm.sample(model, rng, text, mask, num_steps=num_steps, guidance=guidance, t_min=t_min)

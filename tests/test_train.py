@@ -1,0 +1,244 @@
+"""The training system end to end on the `micro` preset: train, checkpoint, resume after a hard
+kill, SIGTERM, sample and eval modes, non-finite updates, and clear errors for bad setups."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs import t2i
+from ntm_jax.train import checkpointing
+from ntm_jax.train import generate
+from ntm_jax.train import loop
+from ntm_jax.train import runtime
+from ntm_jax.train import sharding
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def micro(**overrides):
+  config = t2i.get_config("micro")
+  config.update_from_flattened_dict(overrides)
+  return config
+
+
+def run_python(code: str, *, timeout: float = 300, env=None):
+  return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                        timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("micro_run"))
+  config = micro(**{"train.num_steps": 20, "train.sample_every": 20, "train.eval_every": 20})
+  state = loop.train_and_evaluate(config, workdir)
+  return workdir, config, state
+
+
+def test_training_writes_checkpoints_metrics_and_a_sample_grid(trained):
+  workdir, config, state = trained
+  assert int(state.step) == 20
+  manager = checkpointing.make_manager(workdir, config, asynchronous=False)
+  assert manager.all_steps() == [10, 20]
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
+  grid = Image.open(os.path.join(workdir, "samples", "step_00000020.png"))
+  cell, scale = 8 + 1, 128 // 8  # 8-pixel images, 1-pixel gaps, scaled for viewing
+  assert grid.size == ((3 * cell + 1) * scale, (2 * cell + 1) * scale)  # 3 per prompt x 2
+
+
+def test_sample_mode_writes_a_grid_of_the_requested_size(trained):
+  workdir, config, _ = trained
+  config = micro(**{"sample.per_prompt": 4, "sample.guidance": 1.5, "sample.seed": 3})
+  prompts = ["a red circle", "two squares", "a blue triangle left of a green square"]
+  path = generate.sample(config, workdir, prompts)
+  cell, scale = 9, 16
+  assert Image.open(path).size == ((4 * cell + 1) * scale, (3 * cell + 1) * scale)
+  with open(path[:-len(".png")] + ".json", encoding="utf-8") as f:
+    settings = json.load(f)
+  assert settings["prompts"] == prompts and settings["guidance"] == 1.5
+  assert settings["seed"] == 3 and settings["checkpoint_step"] == 20
+
+
+def test_eval_mode_writes_the_likelihood_report(trained):
+  workdir, config, _ = trained
+  with open(generate.evaluate(config, workdir), encoding="utf-8") as f:
+    report = json.load(f)
+  assert report["step"] == 20
+  for key in ("nll_nats_per_dim", "bits_per_dim", "bound_x_t0_nats_per_dim",
+              "level_0_nats_per_dim", "level_4_nats_per_dim"):
+    assert np.isfinite(report[f"eval_T4/{key}"])
+
+
+def _batches(config, count):
+  from ntm_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
+  loader = pipeline.make_loader(sources.make_source(config.data, "train"),
+                                loop.tokenizer_for(config),
+                                global_batch_size=config.train.batch_size, seed=0)
+  iterator = iter(loader)
+  return [next(iterator) for _ in range(count)]
+
+
+def test_loss_decreases_over_a_short_run():
+  config = micro(**{"train.num_steps": 60})
+  rt = runtime.build(config)
+  state, step = rt.create_state(), rt.train_step(4)
+  losses = []
+  for batch in _batches(config, 60):
+    state, metrics, _ = step(state, rt.global_batch(batch))
+    losses.append(float(metrics["loss"]))
+  assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.3
+
+
+def test_non_finite_update_is_skipped_and_counted():
+  config = micro()
+  rt = runtime.build(config)
+  state, step = rt.create_state(), rt.train_step(4)
+  batch = _batches(config, 1)[0]
+  before = jax.tree.map(np.asarray, (state.params, state.ema_params, state.opt_state.inner_state))
+  poisoned = {**batch, "image": np.where(np.arange(8)[:, None, None, None] == 0, np.nan,
+                                         batch["image"].astype(np.float32))}
+  state, metrics, consecutive = step(state, rt.global_batch(poisoned))
+  after = jax.tree.map(np.asarray, (state.params, state.ema_params, state.opt_state.inner_state))
+  jax.tree.map(np.testing.assert_array_equal, before, after)
+  assert int(consecutive) == 1 and float(metrics["skipped_updates_total"]) == 1.0
+  for _ in range(2):  # the warmup schedule starts at 0: the first applied update is zero
+    state, metrics, consecutive = step(state, rt.global_batch(batch))
+  assert int(consecutive) == 0 and np.isfinite(float(metrics["loss"]))
+  changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), before[0], state.params)
+  assert any(jax.tree.leaves(changed))
+
+
+KILL_AT_STEP_8 = """
+import os, signal, sys
+from absl import flags
+flags.FLAGS.mark_as_parsed()
+from configs import t2i
+from ntm_jax.train import checkpointing, loop
+original_save = checkpointing.save
+def save_or_die(manager, step, *args):
+  if step == 8:  # steps 5-8 are lost: only checkpoint 4 survives the kill
+    manager.wait_until_finished()
+    os.kill(os.getpid(), signal.SIGKILL)
+  original_save(manager, step, *args)
+checkpointing.save = save_or_die
+config = t2i.get_config("micro")
+config.train.update(num_steps=12, checkpoint_every=4)
+loop.train_and_evaluate(config, sys.argv[1])
+"""
+
+
+def test_resume_after_a_hard_kill_equals_training_straight_through(tmp_path):
+  config = micro(**{"train.num_steps": 12, "train.checkpoint_every": 4})
+  straight = loop.train_and_evaluate(config, str(tmp_path / "straight"))
+
+  killed_dir = str(tmp_path / "killed")
+  proc = subprocess.run([sys.executable, "-c", KILL_AT_STEP_8, killed_dir], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+  manager = checkpointing.make_manager(killed_dir, config, asynchronous=False)
+  assert manager.latest_step() == 4
+  resumed = loop.train_and_evaluate(config, killed_dir)
+
+  assert int(resumed.step) == 12
+  for name in ("params", "ema_params", "opt_state", "rng"):
+    jax.tree.map(np.testing.assert_array_equal, getattr(straight, name), getattr(resumed, name))
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+  workdir = str(tmp_path / "run")
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "ntm_jax.main", "--config=configs/t2i.py:micro",
+       f"--workdir={workdir}", "--config.train.num_steps=100000",
+       "--config.train.checkpoint_every=5"], cwd=ROOT, stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True)
+  first = os.path.join(workdir, "checkpoints", "5")
+  deadline = time.time() + 240
+  while not os.path.isdir(first) and time.time() < deadline and proc.poll() is None:
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGTERM)
+  output, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 0, output[-3000:]
+  assert "SIGTERM" in output
+  stopped = checkpointing.make_manager(workdir, micro(), asynchronous=False).latest_step()
+  assert 5 <= stopped < 100000
+
+
+EIGHT_DEVICES = """
+import json
+import jax, numpy as np
+from absl import flags
+flags.FLAGS.mark_as_parsed()
+from configs import t2i
+from ntm_jax.data import pipeline, sources
+from ntm_jax.train import loop, runtime
+config = t2i.get_config("micro")
+config.mesh.min_shard_size = 1  # shard even tiny parameters
+batch = next(iter(pipeline.make_loader(sources.make_source(config.data, "train"),
+                                       loop.tokenizer_for(config), global_batch_size=8, seed=0)))
+out = {}
+for name, devices, data, fsdp in [("one", jax.devices()[:1], 1, 1), ("eight", jax.devices(), 4, 2)]:
+  config.mesh.update(data=data, fsdp=fsdp)
+  rt = runtime.build(config, devices=devices)
+  state = rt.create_state()
+  state, metrics, _ = rt.train_step(4)(state, rt.global_batch(batch))
+  kernel = state.params["predictor"]["transformer"]["layers"]["mlp"]["fc1"]["kernel"][...]
+  out[name] = {"loss": float(metrics["loss"]), "grad_norm": float(metrics["grad_norm"]),
+               "kernel": np.asarray(kernel).ravel()[:64].tolist(),
+               "spec": str(kernel.sharding.spec), "shard": list(kernel.addressable_shards[0].data.shape),
+               "shape": list(kernel.shape), "devices": len(kernel.sharding.device_set)}
+print("RESULT" + json.dumps(out))
+"""
+
+
+def test_eight_devices_give_the_same_step_as_one_with_sharded_parameters():
+  proc = run_python(EIGHT_DEVICES, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(proc.stdout.split("RESULT")[-1])
+  one, eight = result["one"], result["eight"]
+  assert eight["devices"] == 8 and "fsdp" in eight["spec"]
+  assert np.prod(eight["shard"]) * 2 == np.prod(eight["shape"])  # split over fsdp = 2
+  np.testing.assert_allclose(eight["loss"], one["loss"], rtol=1e-5)
+  np.testing.assert_allclose(eight["grad_norm"], one["grad_norm"], rtol=1e-4)
+  np.testing.assert_allclose(eight["kernel"], one["kernel"], atol=1e-6)
+
+
+def test_unwritable_workdir_fails_before_training(tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("")
+  with pytest.raises(PermissionError, match="not writable"):
+    loop.train_and_evaluate(micro(), str(blocker / "workdir"))
+
+
+def test_sample_mode_without_checkpoint_says_so(tmp_path):
+  with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    generate.sample(micro(), str(tmp_path))
+
+
+def test_paper_scale_default_fails_fast_with_the_estimate_and_what_would_fit():
+  with pytest.raises(MemoryError, match=r"GiB per device .* --config.mesh.fsdp=\d+"):
+    runtime.build(t2i.get_config())
+
+
+def test_unknown_config_key_is_named():
+  proc = subprocess.run([sys.executable, "-m", "ntm_jax.main", "--config=configs/t2i.py:micro",
+                         "--workdir=/tmp/unused", "--config.train.bogus_key=3"], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode != 0
+  assert "bogus_key" in proc.stderr
+
+
+def test_mesh_shapes():
+  from ml_collections import ConfigDict  # pylint: disable=g-import-not-at-top
+  assert sharding.mesh_shape(ConfigDict({"data": -1, "fsdp": 2}), 8) == (4, 2)
+  assert sharding.mesh_shape(ConfigDict({"data": 1, "fsdp": -1}), 8) == (1, 8)
+  with pytest.raises(ValueError, match="mesh.data=3"):
+    sharding.mesh_shape(ConfigDict({"data": 3, "fsdp": -1}), 8)
+  assert sharding.param_spec((4, 64, 256), 8, 1) == jax.sharding.PartitionSpec(None, None, "fsdp")
+  assert sharding.param_spec((3, 5), 8, 1) == jax.sharding.PartitionSpec()
