@@ -123,6 +123,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
       num_steps=4,  # T at sampling time (one of ntm.num_steps)
       guidance=3.0,  # classifier-free guidance scale w >= 0
       t_min=0.0,  # cleanest level the sampler stops at
+      temperature=1.0,  # scale of every predictor step's noise (1 = exact model, 0 = means)
       seed=0,  # sampling noise
       batch_size=64,  # images per sampling call
   )
@@ -149,11 +150,16 @@ def _tiny(config):
   config.model.transporter.update(depth=1, width=64, num_heads=4, num_kv_heads=2)
   config.model.predictor.update(depth=2, width=128, num_heads=4, num_kv_heads=2)
   config.model.text_encoder.update(vocab_size=1024, max_length=12, depth=1, num_heads=4)
-  config.optim.update(peak_lr=1e-3, warmup_steps=200, ema_decay=0.999)
-  config.train.update(batch_size=32, num_steps=2_500, log_every=50, checkpoint_every=500,
-                      sample_every=500, eval_every=500, eval_batches=4)
+  # One random pair per example costs about a third of all four pairs, so the 15-minute budget
+  # buys more, larger steps; at equal wall time it gave cleaner colours than end-to-end.
+  config.ntm.mode = "pair_wise"
+  config.optim.update(peak_lr=1.5e-3, warmup_steps=200, ema_decay=0.999)
+  config.train.update(batch_size=64, num_steps=3_000, log_every=50, checkpoint_every=500,
+                      sample_every=1_000, eval_every=1_000, eval_batches=4)
   config.mesh.update(data=-1, fsdp=1)
-  config.sample.update(per_prompt=8, batch_size=64)
+  # t_min = 0.05 stops inside the trained t_min range; at 0 the 4 Gaussian steps of so small a
+  # model leave per-pixel colour noise (the self-distilled denoiser is what removes it).
+  config.sample.update(per_prompt=8, batch_size=64, t_min=0.05)
 
 
 def _micro(config):
@@ -164,6 +170,7 @@ def _micro(config):
   config.model.transporter.update(width=32)
   config.model.predictor.update(depth=1, width=32)
   config.model.text_encoder.update(vocab_size=256, max_length=8)
+  config.ntm.mode = "end_to_end"
   config.optim.update(warmup_steps=2)
   config.train.update(batch_size=8, num_steps=20, log_every=5, checkpoint_every=10,
                       sample_every=0, eval_every=0, eval_batches=2)

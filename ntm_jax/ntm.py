@@ -254,12 +254,16 @@ def guided_prediction(model: NTM, u_t, t, s, num_steps, text, text_mask, guidanc
 
 
 def predictor_chain(model: NTM, rng, text, text_mask, *, num_steps: int, guidance: float = 0.0,
-                    t_min: float = 0.0):
+                    t_min: float = 0.0, temperature: float = 1.0):
   """Algorithm 2 up to u_t0: u_tT ~ N(0, I), then T Gaussian steps of the predictor.
 
+  temperature scales the noise of every predictor step (1 = the model's own Gaussians, 0 = their
+  means), the usual normalizing-flow trade of diversity for cleaner samples.
   Returns u_t0: [batch, tokens, channels] float32, in the transporter's space.
   """
   validate_guidance(guidance)
+  if not temperature >= 0:
+    raise ValueError(f"temperature must be >= 0, got {temperature!r}")
   batch = text.shape[0]
   times = trajectory.shifted_schedule(num_steps, t_min, model.num_tokens)
   rng_init, rng_steps = jax.random.split(rng)
@@ -270,7 +274,7 @@ def predictor_chain(model: NTM, rng, text, text_mask, *, num_steps: int, guidanc
     k, key = inputs
     t, s = jnp.full((batch,), times[k]), jnp.full((batch,), times[k - 1])
     mu, log_sigma = guided_prediction(model, u, t, s, steps, text, text_mask, guidance)
-    return mu + jnp.exp(log_sigma) * jax.random.normal(key, u.shape), None
+    return mu + temperature * jnp.exp(log_sigma) * jax.random.normal(key, u.shape), None
 
   keys = jax.random.split(rng_steps, num_steps)
   u, _ = jax.lax.scan(step, u, (jnp.arange(num_steps, 0, -1), keys))
@@ -278,13 +282,13 @@ def predictor_chain(model: NTM, rng, text, text_mask, *, num_steps: int, guidanc
 
 
 def sample(model: NTM, rng, text, text_mask, *, num_steps: int, guidance: float = 0.0,
-           t_min: float = 0.0):
+           t_min: float = 0.0, temperature: float = 1.0):
   """Full NF sampler: predictor chain, then x_t0 = f_T^-1(u_t0) by KV-cached AR decoding.
 
   Returns images [batch, height, width, channels] (unclipped, data scale).
   """
   u = predictor_chain(model, rng, text, text_mask, num_steps=num_steps, guidance=guidance,
-                      t_min=t_min)
+                      t_min=t_min, temperature=temperature)
   batch = u.shape[0]
   x = model.transporter.inverse(u, jnp.full((batch,), t_min, jnp.float32),
                                 jnp.full((batch,), num_steps, jnp.float32))

@@ -31,7 +31,7 @@ def sample(config: ml_collections.ConfigDict, workdir: str, prompts=None) -> str
   rt, state = restore_latest(config, workdir)
   step = int(state.step)
   tokenizer = loop.tokenizer_for(config)
-  images = grids.sample_prompts(rt.sampler(s.num_steps, s.guidance, s.t_min), state.ema_params,
+  images = grids.sample_prompts(rt.sampler(s), state.ema_params,
                                 tokenizer, prompts, per_prompt=s.per_prompt, seed=s.seed,
                                 batch_size=s.batch_size)
   stem = os.path.join(workdir, "samples",
@@ -41,6 +41,7 @@ def sample(config: ml_collections.ConfigDict, workdir: str, prompts=None) -> str
                  scale=max(1, 128 // images.shape[1]))
   settings = {"checkpoint_step": step, "prompts": prompts, "per_prompt": s.per_prompt,
               "num_steps": s.num_steps, "guidance": s.guidance, "t_min": s.t_min,
+              "temperature": s.temperature,
               "seed": s.seed, "batch_size": s.batch_size, "sampler": "full_nf",
               "grid": "one row per prompt, one column per sample"}
   with open(stem + ".json", "w", encoding="utf-8") as f:

@@ -61,8 +61,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 def write_samples(rt, params, config, tokenizer, workdir: str, writer, step: int) -> str:
   s = config.sample
-  sampler = rt.sampler(s.num_steps, s.guidance, s.t_min)
-  images = grids.sample_prompts(sampler, params, tokenizer, list(s.prompts),
+  images = grids.sample_prompts(rt.sampler(s), params, tokenizer, list(s.prompts),
                                 per_prompt=s.per_prompt, seed=s.seed, batch_size=s.batch_size)
   grid = grids.make_grid(images, s.per_prompt)
   path = os.path.join(workdir, "samples", f"step_{step:08d}.png")
@@ -114,8 +113,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   history, t = [], config.train
   try:
     for step in range(start, t.num_steps):
-      # T for this step: a deterministic function of (seed, step), so resumes agree.
-      num_steps = int(np.random.default_rng([config.seed, step]).choice(config.ntm.num_steps))
+      # End-to-end: one T per step, a deterministic function of (seed, step) so resumes agree.
+      # Pair-wise draws T per example inside the step: one compiled step serves every T.
+      num_steps = (int(np.random.default_rng([config.seed, step]).choice(config.ntm.num_steps))
+                   if config.ntm.mode == "end_to_end" else max(config.ntm.num_steps))
       batch = rt.global_batch(next(data_iter))
       state, metrics, consecutive_nonfinite = rt.train_step(num_steps)(state, batch)
       history.append(metrics)

@@ -26,6 +26,7 @@ class Runtime:
   num_params: int
   _train_steps: dict = dataclasses.field(default_factory=dict)
   _eval_steps: dict = dataclasses.field(default_factory=dict)
+  _samplers: dict = dataclasses.field(default_factory=dict)
 
   @property
   def batch_sharding(self):
@@ -60,9 +61,15 @@ class Runtime:
           state_lib.eval_step, graphdef=self.graphdef, config=self.config, num_steps=num_steps))
     return self._eval_steps[num_steps]
 
-  def sampler(self, num_steps: int, guidance: float, t_min: float) -> Callable:
-    return jax.jit(functools.partial(state_lib.sample_images, graphdef=self.graphdef,
-                                     num_steps=num_steps, guidance=guidance, t_min=t_min))
+  def sampler(self, sample_config: ml_collections.ConfigDict) -> Callable:
+    """The jitted full-NF sampler for the settings of a `sample` config section."""
+    s = sample_config
+    key = (s.num_steps, s.guidance, s.t_min, s.temperature)
+    if key not in self._samplers:
+      self._samplers[key] = jax.jit(functools.partial(
+          state_lib.sample_images, graphdef=self.graphdef, num_steps=s.num_steps,
+          guidance=s.guidance, t_min=s.t_min, temperature=s.temperature))
+    return self._samplers[key]
 
 
 def build(config: ml_collections.ConfigDict, devices=None, check_memory: bool = True) -> Runtime:

@@ -76,16 +76,15 @@ def device_memory_bytes(config_gb: float) -> int:
 
 
 def estimate_bytes_per_device(num_params: int, config: ml_collections.ConfigDict,
-                              mesh: Mesh) -> int:
+                              num_devices: int, fsdp: int) -> int:
   """Parameters, AdamW moments, EMA and gradients in float32 sharded over fsdp, plus a rough
   activation term: per layer, 16 width-sized float32 tensors per token of every level
   (a quarter of that with remat)."""
-  fsdp = mesh.shape["fsdp"]
   state = 5 * 4 * num_params / fsdp  # params, grads, mu, nu, ema
   model = config.model
   tokens = (config.data.image_size // model.patch_size) ** 2 + model.text_encoder.max_length
   levels = max(config.ntm.num_steps) if config.ntm.mode == "end_to_end" else 2
-  per_device_batch = config.train.batch_size / mesh.size
+  per_device_batch = config.train.batch_size / num_devices
   layers = (model.predictor.depth * model.predictor.width + model.transporter.num_blocks *
             model.transporter.depth * model.transporter.width)
   activations = per_device_batch * levels * tokens * layers * 16 * 4
@@ -95,26 +94,20 @@ def estimate_bytes_per_device(num_params: int, config: ml_collections.ConfigDict
 
 
 def check_fits(num_params: int, config: ml_collections.ConfigDict, mesh: Mesh) -> None:
-  """Raises before any allocation when the estimate exceeds the device memory."""
-  need = estimate_bytes_per_device(num_params, config, mesh)
-  have = device_memory_bytes(config.memory.device_gb)
-  if need <= 0.9 * have:
+  """Raises before any allocation when the estimate exceeds the device memory, naming the
+  smallest power-of-two FSDP mesh on which it would fit."""
+  fsdp = mesh.shape["fsdp"]
+  need = estimate_bytes_per_device(num_params, config, mesh.size, fsdp)
+  have = 0.9 * device_memory_bytes(config.memory.device_gb)
+  if need <= have:
     return
-  fsdp_needed = mesh.shape["fsdp"]
-  while fsdp_needed < 4096 and estimate_bytes_per_device(
-      num_params, config, _fake_mesh(mesh.size, fsdp_needed)) > 0.9 * have:
-    fsdp_needed *= 2
+  fits = fsdp
+  while fits < 65536 and estimate_bytes_per_device(num_params, config, max(mesh.size, fits),
+                                                   fits) > have:
+    fits *= 2
   raise MemoryError(
       f"the model needs about {need / 2**30:.1f} GiB per device ({num_params / 1e6:.0f}M "
-      f"parameters, batch {config.train.batch_size} on {mesh.size} device(s), "
-      f"fsdp={mesh.shape['fsdp']}), but a device has {have / 2**30:.1f} GiB. Use a smaller "
-      f"preset (--config=configs/t2i.py:small or :tiny), or a mesh of at least "
-      f"{fsdp_needed} devices with --config.mesh.fsdp={fsdp_needed}, or a smaller "
-      f"--config.train.batch_size.")
-
-
-class _fake_mesh:  # pylint: disable=invalid-name
-  """Only the shape of a hypothetical mesh, for the estimate."""
-
-  def __init__(self, size, fsdp):
-    self.size, self.shape = max(size, fsdp), {"fsdp": fsdp}
+      f"parameters, batch {config.train.batch_size} on {mesh.size} device(s), fsdp={fsdp}), "
+      f"but a device has {have / 0.9 / 2**30:.1f} GiB. Use a smaller preset "
+      f"(--config=configs/t2i.py:small or :tiny), or a mesh of at least {fits} such devices "
+      f"with --config.mesh.fsdp={fits}, or a smaller --config.train.batch_size.")

@@ -110,7 +110,7 @@ def train_step(state: TrainState, batch, *, graphdef, tx, config, num_steps: int
   decay = jnp.minimum(config.optim.ema_decay, (1.0 + state.step) / (10.0 + state.step))
   ema = jax.tree.map(lambda e, p: jnp.where(finite, decay * e + (1 - decay) * p, e),
                      state.ema_params, params)
-  metrics.update(loss=loss, grad_norm=optax.global_norm(grads),
+  metrics.update(loss=loss, grad_norm=optax.tree.norm(grads),
                  learning_rate=lr_schedule(config)(state.step),
                  skipped_updates_total=opt_state.total_notfinite.astype(jnp.float32))
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
@@ -129,8 +129,9 @@ def eval_step(params, batch, rng, *, graphdef, config, num_steps: int):
 
 
 def sample_images(params, tokens, rng, *, graphdef, num_steps: int, guidance: float,
-                  t_min: float):
+                  t_min: float, temperature: float):
   """Full NF samples for token ids [batch, length]: float images in about [-1, 1]."""
   model = nnx.merge(graphdef, params)
   text, mask = ntm.encode_text(model, tokens)
-  return ntm.sample(model, rng, text, mask, num_steps=num_steps, guidance=guidance, t_min=t_min)
+  return ntm.sample(model, rng, text, mask, num_steps=num_steps, guidance=guidance, t_min=t_min,
+                    temperature=temperature)
