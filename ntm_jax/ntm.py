@@ -254,12 +254,13 @@ def guided_prediction(model: NTM, u_t, t, s, num_steps, text, text_mask, guidanc
 
 
 def predictor_chain(model: NTM, rng, text, text_mask, *, num_steps: int, guidance: float = 0.0,
-                    t_min: float = 0.0, temperature: float = 1.0):
+                    t_min: float = 0.0, temperature: float = 1.0, return_levels: bool = False):
   """Algorithm 2 up to u_t0: u_tT ~ N(0, I), then T Gaussian steps of the predictor.
 
   temperature scales the noise of every predictor step (1 = the model's own Gaussians, 0 = their
   means), the usual normalizing-flow trade of diversity for cleaner samples.
-  Returns u_t0: [batch, tokens, channels] float32, in the transporter's space.
+  Returns u_t0: [batch, tokens, channels] float32, in the transporter's space, or with
+  return_levels every level u_t0..u_tT: [batch, T + 1, tokens, channels].
   """
   validate_guidance(guidance)
   if not temperature >= 0:
@@ -274,11 +275,16 @@ def predictor_chain(model: NTM, rng, text, text_mask, *, num_steps: int, guidanc
     k, key = inputs
     t, s = jnp.full((batch,), times[k]), jnp.full((batch,), times[k - 1])
     mu, log_sigma = guided_prediction(model, u, t, s, steps, text, text_mask, guidance)
-    return mu + temperature * jnp.exp(log_sigma) * jax.random.normal(key, u.shape), None
+    u_s = mu + temperature * jnp.exp(log_sigma) * jax.random.normal(key, u.shape)
+    return u_s, u_s
 
   keys = jax.random.split(rng_steps, num_steps)
-  u, _ = jax.lax.scan(step, u, (jnp.arange(num_steps, 0, -1), keys))
-  return u
+  u_top = u
+  u, cleaner = jax.lax.scan(step, u, (jnp.arange(num_steps, 0, -1), keys))
+  if not return_levels:
+    return u
+  # scan emits levels T-1, ..., 0; put them cleanest first and the start on top.
+  return jnp.concatenate([jnp.flip(jnp.swapaxes(cleaner, 0, 1), axis=1), u_top[:, None]], axis=1)
 
 
 def sample(model: NTM, rng, text, text_mask, *, num_steps: int, guidance: float = 0.0,

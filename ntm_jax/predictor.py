@@ -39,20 +39,19 @@ def _zero_linear(i, o, rngs):
                     dtype=jnp.float32, rngs=rngs)
 
 
-class Predictor(nnx.Module):
-  """Non-causal Transformer over [image tokens; text tokens] -> per-token Gaussian."""
+class Backbone(nnx.Module):
+  """Non-causal Transformer over [image tokens; text tokens], conditioned on (t, s, T).
+
+  Returns float32 hidden states of the image tokens; heads on top make the predictor (and the
+  learned denoiser of ntm_jax/denoise.py).
+  """
 
   def __init__(self, *, channels: int, grid_shape: tuple, width: int, depth: int,
-               num_heads: int, num_kv_heads: int, text_dim: int,
-               parametrization: str = "direct", sigma_floor: float = 1e-3,
-               remat: bool = False, dtype=jnp.float32, rngs: nnx.Rngs):
-    if parametrization not in PARAMETRIZATIONS:
-      raise ValueError(f"predictor parametrization must be one of {PARAMETRIZATIONS}, "
-                       f"got {parametrization!r}")
-    self.channels, self.grid_shape = channels, tuple(grid_shape)
+               num_heads: int, num_kv_heads: int, text_dim: int, remat: bool = False,
+               dtype=jnp.float32, rngs: nnx.Rngs):
+    self.channels, self.grid_shape, self.width = channels, tuple(grid_shape), width
     self.num_tokens = int(np.prod(grid_shape))
-    self.text_dim, self.parametrization, self.sigma_floor = text_dim, parametrization, sigma_floor
-    self.dtype = dtype
+    self.text_dim, self.dtype = text_dim, dtype
     self.embed = nnx.Linear(channels, width, dtype=dtype, rngs=rngs)
     self.position = nnx.Param(jax.random.normal(rngs.params(), (self.num_tokens, width)) * 0.02)
     self.text_embed = nnx.Linear(text_dim, width, dtype=dtype, rngs=rngs)
@@ -62,25 +61,21 @@ class Predictor(nnx.Module):
                                                remat=remat, dtype=dtype, rngs=rngs)
     self.out_norm = nnx.LayerNorm(width, use_scale=False, use_bias=False, dtype=dtype, rngs=rngs)
     self.out_modulation = _zero_linear(width, 2 * width, rngs)
-    if parametrization == "direct":
-      self.head = _zero_linear(width, 2 * channels, rngs)
-    else:
-      self.head = nnx.Linear(width, channels, dtype=jnp.float32, rngs=rngs)
-      self.delta_head = _zero_linear(width, channels, rngs)
 
   def check_inputs(self, u_t, text, text_mask):
     if u_t.ndim != 3 or u_t.shape[1:] != (self.num_tokens, self.channels):
-      raise ValueError(f"predictor expects u_t of shape [batch, {self.num_tokens}, "
-                       f"{self.channels}], got {u_t.shape}")
+      raise ValueError(f"expected u_t of shape [batch, {self.num_tokens}, {self.channels}], "
+                       f"got {u_t.shape}")
     if text.ndim != 3 or text.shape[0] != u_t.shape[0] or text.shape[-1] != self.text_dim:
-      raise ValueError(f"predictor expects text of shape [{u_t.shape[0]}, length, "
-                       f"{self.text_dim}], got {text.shape}")
+      raise ValueError(f"expected text of shape [{u_t.shape[0]}, length, {self.text_dim}], "
+                       f"got {text.shape}")
     if text_mask.shape != text.shape[:2]:
       raise ValueError(f"text_mask shape {text_mask.shape} must equal text shape[:2] "
                        f"{text.shape[:2]}")
 
-  def hidden(self, u_t, t, s, num_steps, text, text_mask):
-    """Backbone: last hidden states of the image tokens and the conditioning vector."""
+  def __call__(self, u_t, t, s, num_steps, text, text_mask):
+    """Hidden states [batch, tokens, width] (float32) of the image tokens."""
+    self.check_inputs(u_t, text, text_mask)
     batch = u_t.shape[0]
     cond = self.time_embed([1000.0 * t]) + self.target_embed([1000.0 * s, num_steps])
     image = self.embed(u_t.astype(self.dtype)) + self.position[...] + cond[:, None]
@@ -96,10 +91,30 @@ class Predictor(nnx.Module):
     hidden = self.out_norm(hidden[:, :self.num_tokens]).astype(jnp.float32)
     return hidden * (1.0 + scale[:, None]) + shift[:, None]
 
+
+class Predictor(nnx.Module):
+  """The backbone plus the head of the chosen parametrization -> per-token Gaussian."""
+
+  def __init__(self, *, channels: int, grid_shape: tuple, width: int, depth: int,
+               num_heads: int, num_kv_heads: int, text_dim: int,
+               parametrization: str = "direct", sigma_floor: float = 1e-3,
+               remat: bool = False, dtype=jnp.float32, rngs: nnx.Rngs):
+    if parametrization not in PARAMETRIZATIONS:
+      raise ValueError(f"predictor parametrization must be one of {PARAMETRIZATIONS}, "
+                       f"got {parametrization!r}")
+    self.parametrization, self.sigma_floor = parametrization, sigma_floor
+    self.backbone = Backbone(channels=channels, grid_shape=grid_shape, width=width, depth=depth,
+                             num_heads=num_heads, num_kv_heads=num_kv_heads, text_dim=text_dim,
+                             remat=remat, dtype=dtype, rngs=rngs)
+    if parametrization == "direct":
+      self.head = _zero_linear(width, 2 * channels, rngs)
+    else:
+      self.head = nnx.Linear(width, channels, dtype=jnp.float32, rngs=rngs)
+      self.delta_head = _zero_linear(width, channels, rngs)
+
   def __call__(self, u_t, t, s, num_steps, text, text_mask):
     """-> (mu, log_sigma), each [batch, tokens, channels] float32."""
-    self.check_inputs(u_t, text, text_mask)
-    hidden = self.hidden(u_t, t, s, num_steps, text, text_mask)
+    hidden = self.backbone(u_t, t, s, num_steps, text, text_mask)
     if self.parametrization == "direct":
       mu, log_sigma = jnp.split(self.head(hidden), 2, axis=-1)
       return mu, log_sigma

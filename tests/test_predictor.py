@@ -39,7 +39,7 @@ def test_posterior_form_at_init_is_the_flow_matching_posterior():
   model = make("posterior", random=False)
   u, t, s, steps, text, mask = inputs()
   mu, log_sigma = jax.jit(model)(u, t, s, steps, text, mask)
-  velocity = model.head(model.hidden(u, t, s, steps, text, mask))
+  velocity = model.head(model.backbone(u, t, s, steps, text, mask))
   a, b, c2 = (v[:, None, None] for v in trajectory.posterior_coefficients(t, s))
   np.testing.assert_allclose(mu, a * u + b * (u - t[:, None, None] * velocity), atol=1e-5)
   np.testing.assert_allclose(log_sigma, jnp.broadcast_to(0.5 * jnp.log(c2 + 1e-6), mu.shape),
@@ -53,8 +53,8 @@ def test_fresh_backbone_ignores_target_time_and_step_count():
   """The (s, T) embedding starts at zero: a fresh backbone is a function of (u_t, t, y) only."""
   model = make(random=False)
   u, t, s, steps, text, mask = inputs()
-  h1 = model.hidden(u, t, s, steps, text, mask)
-  h2 = model.hidden(u, t, s * 0.5, steps * 2, text, mask)
+  h1 = model.backbone(u, t, s, steps, text, mask)
+  h2 = model.backbone(u, t, s * 0.5, steps * 2, text, mask)
   np.testing.assert_array_equal(h1, h2)
 
 

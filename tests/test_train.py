@@ -188,7 +188,7 @@ for name, devices, data, fsdp in [("one", jax.devices()[:1], 1, 1), ("eight", ja
   rt = runtime.build(config, devices=devices)
   state = rt.create_state()
   state, metrics, _ = rt.train_step(4)(state, rt.global_batch(batch))
-  kernel = state.params["predictor"]["transformer"]["layers"]["mlp"]["fc1"]["kernel"][...]
+  kernel = state.params["predictor"]["backbone"]["transformer"]["layers"]["mlp"]["fc1"]["kernel"][...]
   out[name] = {"loss": float(metrics["loss"]), "grad_norm": float(metrics["grad_norm"]),
                "kernel": np.asarray(kernel).ravel()[:64].tolist(),
                "spec": str(kernel.sharding.spec), "shard": list(kernel.addressable_shards[0].data.shape),
