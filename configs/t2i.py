@@ -123,6 +123,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   )
 
   config.sample = dict(
+      sampler="full_nf",  # 'full_nf' (Alg. 2) or 'full_nf_denoised' (+ trajectory denoising)
       prompts=DEMO_PROMPTS,  # one grid row per prompt
       prompts_file="",  # or a text file with one prompt per line
       per_prompt=8,  # samples per prompt (grid columns)

@@ -66,6 +66,16 @@ def test_sample_mode_writes_a_grid_of_the_requested_size(trained):
   assert settings["seed"] == 3 and settings["checkpoint_step"] == 20
 
 
+def test_sample_mode_with_trajectory_denoising(trained):
+  workdir, _, _ = trained
+  config = micro(**{"sample.per_prompt": 2, "sample.sampler": "full_nf_denoised"})
+  path = generate.sample(config, workdir, ["a red circle"])
+  assert "full_nf_denoised" in path
+  assert Image.open(path).size == ((2 * 9 + 1) * 16, (1 * 9 + 1) * 16)
+  with pytest.raises(ValueError, match="sample.sampler must be one of"):
+    generate.sample(micro(**{"sample.sampler": "magic"}), workdir, ["a red circle"])
+
+
 def test_eval_mode_writes_the_likelihood_report(trained):
   workdir, config, _ = trained
   with open(generate.evaluate(config, workdir), encoding="utf-8") as f:

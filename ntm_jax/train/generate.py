@@ -34,15 +34,15 @@ def sample(config: ml_collections.ConfigDict, workdir: str, prompts=None) -> str
   images = grids.sample_prompts(rt.sampler(s), state.ema_params,
                                 tokenizer, prompts, per_prompt=s.per_prompt, seed=s.seed,
                                 batch_size=s.batch_size)
-  stem = os.path.join(workdir, "samples",
-                      f"sample_step{step}_T{s.num_steps}_w{s.guidance:g}_seed{s.seed}")
+  stem = os.path.join(workdir, "samples", f"sample_step{step}_{s.sampler}_T{s.num_steps}_"
+                      f"w{s.guidance:g}_seed{s.seed}")
   os.makedirs(os.path.dirname(stem), exist_ok=True)
   grids.save_png(stem + ".png", grids.make_grid(images, s.per_prompt),
                  scale=max(1, 128 // images.shape[1]))
   settings = {"checkpoint_step": step, "prompts": prompts, "per_prompt": s.per_prompt,
               "num_steps": s.num_steps, "guidance": s.guidance, "t_min": s.t_min,
               "temperature": s.temperature,
-              "seed": s.seed, "batch_size": s.batch_size, "sampler": "full_nf",
+              "seed": s.seed, "batch_size": s.batch_size, "sampler": s.sampler,
               "grid": "one row per prompt, one column per sample"}
   with open(stem + ".json", "w", encoding="utf-8") as f:
     json.dump(settings, f, indent=1)

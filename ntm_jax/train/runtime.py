@@ -64,11 +64,14 @@ class Runtime:
   def sampler(self, sample_config: ml_collections.ConfigDict) -> Callable:
     """The jitted full-NF sampler for the settings of a `sample` config section."""
     s = sample_config
-    key = (s.num_steps, s.guidance, s.t_min, s.temperature)
+    if s.sampler not in state_lib.SAMPLERS:
+      raise ValueError(f"sample.sampler must be one of {state_lib.SAMPLERS}, got {s.sampler!r}")
+    settings = dict(sampler=s.sampler, num_steps=s.num_steps, guidance=s.guidance, t_min=s.t_min,
+                    temperature=s.temperature)
+    key = tuple(settings.values())
     if key not in self._samplers:
-      self._samplers[key] = jax.jit(functools.partial(
-          state_lib.sample_images, graphdef=self.graphdef, num_steps=s.num_steps,
-          guidance=s.guidance, t_min=s.t_min, temperature=s.temperature))
+      self._samplers[key] = jax.jit(functools.partial(state_lib.sample_images,
+                                                      graphdef=self.graphdef, **settings))
     return self._samplers[key]
 
 

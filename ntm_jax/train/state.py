@@ -13,6 +13,7 @@ import ml_collections
 import optax
 from flax import nnx
 
+from ntm_jax import denoise
 from ntm_jax import ntm
 from ntm_jax.data import pipeline
 
@@ -128,10 +129,21 @@ def eval_step(params, batch, rng, *, graphdef, config, num_steps: int):
   return nll_metrics(out, model.num_dims)
 
 
-def sample_images(params, tokens, rng, *, graphdef, num_steps: int, guidance: float,
-                  t_min: float, temperature: float):
-  """Full NF samples for token ids [batch, length]: float images in about [-1, 1]."""
+SAMPLERS = ("full_nf", "full_nf_denoised")
+
+
+def sample_images(params, tokens, rng, *, graphdef, sampler: str, num_steps: int,
+                  guidance: float, t_min: float, temperature: float):
+  """Samples for token ids [batch, length]: float images in about [-1, 1].
+
+  full_nf: predictor chain + transporter inverse (Algorithm 2); full_nf_denoised: the same,
+  then trajectory score denoising with the model's own joint score (Algorithm 3).
+  """
   model = nnx.merge(graphdef, params)
   text, mask = ntm.encode_text(model, tokens)
-  return ntm.sample(model, rng, text, mask, num_steps=num_steps, guidance=guidance, t_min=t_min,
-                    temperature=temperature)
+  kwargs = dict(num_steps=num_steps, guidance=guidance, t_min=t_min, temperature=temperature)
+  if sampler == "full_nf":
+    return ntm.sample(model, rng, text, mask, **kwargs)
+  if sampler == "full_nf_denoised":
+    return denoise.sample_denoised(model, rng, text, mask, **kwargs)
+  raise ValueError(f"sample.sampler must be one of {SAMPLERS}, got {sampler!r}")
