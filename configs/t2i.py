@@ -120,6 +120,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
       data=1,  # data-parallel axis size (-1: all devices left over by fsdp)
       fsdp=-1,  # parameter-sharding axis size (-1: all devices left over by data)
       min_shard_size=2**16,  # parameters with fewer elements are replicated
+      replicate=(r"norm", r"/bias$"),  # regexes over parameter paths kept replicated
   )
 
   config.sample = dict(

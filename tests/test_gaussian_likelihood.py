@@ -32,7 +32,8 @@ def trajectory_law(mean, std, times):
   t = np.asarray(times, np.float64)
   levels = np.arange(t.size)
   lo, hi = np.minimum.outer(levels, levels), np.maximum.outer(levels, levels)
-  noise_cov = np.where(lo == hi, t[lo] ** 2, t[lo] ** 2 * (1 - t[hi]) / (1 - t[lo]))
+  with np.errstate(divide="ignore", invalid="ignore"):  # the (t_T, t_T) entry takes t_T^2
+    noise_cov = np.where(lo == hi, t[lo] ** 2, t[lo] ** 2 * (1 - t[hi]) / (1 - t[lo]))
   scale = np.outer(1 - t, 1 - t)
   cov = scale[None] * (std.ravel() ** 2)[:, None, None] + noise_cov[None]
   return mean.ravel()[:, None] * (1 - t)[None], cov

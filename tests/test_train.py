@@ -252,3 +252,30 @@ def test_mesh_shapes():
     sharding.mesh_shape(ConfigDict({"data": 3, "fsdp": -1}), 8)
   assert sharding.param_spec((4, 64, 256), 8, 1) == jax.sharding.PartitionSpec(None, None, "fsdp")
   assert sharding.param_spec((3, 5), 8, 1) == jax.sharding.PartitionSpec()
+
+
+def test_weight_decay_applies_to_matrices_only():
+  from ntm_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
+  params = runtime.build(micro()).abstract_state.params
+  mask = {sharding.path_string(p): m for p, m in
+          jax.tree_util.tree_flatten_with_path(state_lib.decay_mask(params))[0]}
+  assert mask["predictor/backbone/transformer/layers/mlp/fc1/kernel"]
+  assert mask["text_encoder/embed/embedding"]
+  assert not mask["predictor/backbone/transformer/layers/mlp/fc1/bias"]
+  assert not mask["predictor/backbone/transformer/layers/attn_norm/scale"]
+
+
+def test_path_rules_keep_matching_parameters_replicated():
+  rules = (r"norm", r"/bias$")
+  kernel = "params/predictor/backbone/transformer/layers/mlp/fc1/kernel"
+  assert sharding.leaf_spec(kernel, (2, 64, 256), 4, 1, rules) == \
+      jax.sharding.PartitionSpec(None, None, "fsdp")
+  assert sharding.leaf_spec("params/predictor/head/bias", (256,), 4, 1, rules) == \
+      jax.sharding.PartitionSpec()
+  assert sharding.leaf_spec("params/x/attn_norm/scale", (2, 256), 4, 1, rules) == \
+      jax.sharding.PartitionSpec()
+  config = micro()
+  shapes = runtime.build(config).abstract_state
+  paths = [sharding.path_string(p) for p, _ in jax.tree_util.tree_flatten_with_path(shapes)[0]]
+  assert "params/predictor/backbone/embed/bias" in paths
+  assert "params/predictor/backbone/transformer/layers/mlp/fc1/kernel" in paths

@@ -85,7 +85,8 @@ def build(config: ml_collections.ConfigDict, devices=None, check_memory: bool = 
   logging.info("Model: %.2fM parameters; mesh %s", num_params / 1e6, dict(mesh.shape))
   if check_memory:
     sharding.check_fits(num_params, config, mesh)
-  shardings = sharding.state_shardings(shapes, mesh, config.mesh.min_shard_size)
+  shardings = sharding.state_shardings(shapes, mesh, config.mesh.min_shard_size,
+                                       tuple(config.mesh.replicate))
   abstract = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                           shapes, shardings)
   return Runtime(config=config, mesh=mesh, graphdef=graphdef, tx=tx, abstract_state=abstract,

@@ -1,12 +1,14 @@
 """Device mesh, FSDP parameter shardings and the fail-fast memory estimate.
 
-The mesh has two axes: 'data' and 'fsdp'. Batches are split over both; each parameter with at
-least `min_shard_size` elements is split over 'fsdp' along its largest divisible axis (for
-stacked layers that is a weight axis, never a short layer axis unless nothing else divides).
+The mesh has two axes: 'data' and 'fsdp'. Batches are split over both. Parameters (and their
+optimizer moments and EMA) follow path rules: a path matching one of `mesh.replicate` stays
+replicated; any other parameter with at least `min_shard_size` elements is split over 'fsdp'
+along its largest divisible axis (for stacked layers a weight axis, not the short layer axis).
 XLA inserts the all-gathers and reduce-scatters: there is no hand-written communication.
 """
 
 import math
+import re
 
 import jax
 import ml_collections
@@ -57,12 +59,31 @@ def param_spec(shape, fsdp_size: int, min_shard_size: int) -> P:
   return P()
 
 
-def state_shardings(abstract_state, mesh: Mesh, min_shard_size: int):
-  """NamedShardings for a pytree of ShapeDtypeStructs (parameters, optimizer moments, EMA)."""
+def path_string(path) -> str:
+  """'params/predictor/backbone/transformer/layers/mlp/fc1/kernel' for a pytree key path (the
+  trailing 'value' of an nnx Variable is dropped)."""
+  keys = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
+  return "/".join(keys[:-1] if keys and keys[-1] == "value" else keys)
+
+
+def state_shardings(abstract_state, mesh: Mesh, min_shard_size: int, replicate=()):
+  """NamedShardings for a pytree of ShapeDtypeStructs (parameters, optimizer moments, EMA).
+
+  A leaf whose path matches one of the `replicate` regexes stays replicated; every other leaf
+  follows `param_spec`.
+  """
   fsdp = mesh.shape["fsdp"]
-  return jax.tree.map(
-      lambda leaf: NamedSharding(mesh, param_spec(leaf.shape, fsdp, min_shard_size)
-                                 if getattr(leaf, "ndim", 0) else P()), abstract_state)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, leaf: NamedSharding(mesh, leaf_spec(path_string(path), leaf.shape, fsdp,
+                                                       min_shard_size, replicate)),
+      abstract_state)
+
+
+def leaf_spec(path: str, shape, fsdp_size: int, min_shard_size: int, replicate=()) -> P:
+  """The path rules for one leaf: replicated if its path matches a `replicate` regex."""
+  if not shape or any(re.search(pattern, path) for pattern in replicate):
+    return P()
+  return param_spec(shape, fsdp_size, min_shard_size)
 
 
 def device_memory_bytes(config_gb: float) -> int:

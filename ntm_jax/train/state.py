@@ -16,6 +16,7 @@ from flax import nnx
 from ntm_jax import denoise
 from ntm_jax import ntm
 from ntm_jax.data import pipeline
+from ntm_jax.train import sharding
 
 
 @flax.struct.dataclass
@@ -46,13 +47,18 @@ def lr_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
       decay_steps=max(config.train.num_steps, o.warmup_steps + 1), end_value=o.end_lr)
 
 
+def decay_mask(params):
+  """Weight decay on matrices (kernels, embeddings) only, not on biases, norms or positions."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: sharding.path_string(path).rsplit("/", 1)[-1] in ("kernel", "embedding"),
+      params)
+
+
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
   """AdamW with warmup-cosine, global-norm clipping, decay on matrices only, and skipping of
   non-finite updates (optax.apply_if_finite; the training loop aborts on a long run of them)."""
   o = config.optim
   schedule = lr_schedule(config)
-  decay_mask = lambda params: jax.tree_util.tree_map_with_path(
-      lambda path, _: str(getattr(path[-1], "key", path[-1])) in ("kernel", "embedding"), params)
   adamw = optax.adamw(schedule, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay, mask=decay_mask)
   tx = optax.chain(optax.clip_by_global_norm(o.grad_clip), adamw)
   # The loop enforces the limit; apply_if_finite would apply NaNs after its own limit.
