@@ -8,12 +8,13 @@ Paper scale runs on pixels here: no pretrained VAE can be loaded offline, so the
 4x4 patches of 64x64 RGB images (48 channels) instead of the paper's 32-channel latents of 256^2.
 
 Results measured with each preset (2-core CPU, no accelerator, built-in shapes data):
-  tiny:  3,000 steps, 9 min 40 s wall for training plus the final sample grid (the README's first
-         command, 2026-11-28). Held-out trajectory NLL (EMA, T = 4, end-to-end): 2.146 / 1.951 /
-         1.935 nats/dim at steps 1k / 2k / 3k (2.79 bits/dim); per level at 3k: -1.97, 0.36,
-         0.89, 1.23, 1.42 nats/dim (t_0 ... t_4); bound on -log p(x_t0): -1.88 nats/dim.
-         Samples (docs/tiny_demo_samples.png): blobs in the prompted colours at plausible counts
-         and places; shapes are not yet crisp, and the held-out purple triangle comes out blank.
+  tiny:  3,000 pair-wise steps, 10 min 4 s wall for training plus the final sample grid (the
+         README's first command, 2026-11-28, ~5.7 steps/s). Held-out trajectory NLL (EMA, T = 4,
+         end-to-end): 2.141 / 1.956 / 1.939 nats/dim at steps 1k / 2k / 3k (2.80 bits/dim); per
+         level at 3k: -1.97, 0.36, 0.89, 1.23, 1.42 nats/dim (t_0 ... t_4); bound on
+         -log p(x_t0): -1.87 nats/dim. Samples (docs/tiny_demo_samples.png): blobs in the
+         prompted colours at plausible counts and places for single-colour prompts; shapes are
+         not crisp, two-colour prompts mix colours, the held-out purple triangle comes out blank.
   small: not yet measured (needs about a CPU-hour or a GPU).
   micro: smoke tests only.
 """
