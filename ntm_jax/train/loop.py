@@ -51,9 +51,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.train.batch_size % devices:
     raise ValueError(f"train.batch_size {config.train.batch_size} must be divisible by the "
                      f"{devices} devices")
-  if config.data.image_size % config.model.patch_size:
-    raise ValueError(f"data.image_size {config.data.image_size} is not divisible by "
-                     f"model.patch_size {config.model.patch_size}")
   if config.sample.num_steps not in config.ntm.num_steps:
     logging.warning("sample.num_steps=%d was not trained (ntm.num_steps=%s)",
                     config.sample.num_steps, tuple(config.ntm.num_steps))
