@@ -5,9 +5,16 @@
   fast               T predictor steps + one pass of the learned denoiser (no inversion)
 
 Speed does not depend on parameter values, so the models are freshly initialized; the denoiser
-is the default quarter-depth backbone at the predictor's width. Prints one JSON object.
+is the preset's distill.model (a quarter of the predictor's depth at its width).
+
+With --workdir (a trained NTM plus its distilled denoiser, i.e. after --mode=train and
+--mode=distill), it instead measures the agreement of the three samplers on the same noise: MSE
+and PSNR (images in [-1, 1], peak-to-peak 2) between the saved 8-bit samples of the config's
+prompts, and writes the three grids side by side (full NF | full NF + denoising | fast).
+Prints one JSON object.
 
   python bench/samplers.py [--presets=tiny,small] [--batch=16] [--repeats=3]
+  python bench/samplers.py --presets=tiny --workdir=DIR [--grid=PATH]
 """
 
 import argparse
@@ -18,12 +25,20 @@ import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import flags
 from flax import nnx
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 from configs import t2i  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ntm_jax import denoise
 from ntm_jax import ntm
+from ntm_jax import text_to_image
+from ntm_jax.train import checkpointing
+from ntm_jax.train import distill
+from ntm_jax.train import grids
+from ntm_jax.train import loop
 from ntm_jax.train import state as state_lib
 
 
@@ -42,13 +57,9 @@ def _images_per_second(fn, batch: int, repeats: int) -> dict:
 def bench_preset(preset: str, batch: int, repeats: int) -> dict:
   config = t2i.get_config(preset)
   model = ntm.NTM(state_lib.model_config(config), rngs=nnx.Rngs(0))
-  p = config.model.predictor
-  denoiser = denoise.Denoiser(
-      channels=model.channels, grid_shape=model.predictor.backbone.grid_shape, width=p.width,
-      depth=max(1, p.depth // 4), num_heads=p.num_heads, num_kv_heads=p.num_kv_heads,
-      text_dim=model.text_dim, rngs=nnx.Rngs(1))
+  denoiser = distill.make_denoiser(config, nnx.Rngs(1))
   tokens = jnp.ones((batch, config.model.text_encoder.max_length), jnp.int32)
-  text, mask = ntm.encode_text(model, tokens)
+  text, mask = text_to_image.encode_text(model, tokens)
   kwargs = dict(num_steps=config.sample.num_steps, guidance=config.sample.guidance,
                 t_min=config.sample.t_min)
   samplers = {
@@ -64,13 +75,53 @@ def bench_preset(preset: str, batch: int, repeats: int) -> dict:
           "guidance": kwargs["guidance"], "samplers": rows}
 
 
+def _agreement(a: np.ndarray, b: np.ndarray) -> dict:
+  to_float = lambda x: x.astype(np.float64) / 127.5 - 1.0
+  mse = float(np.mean(np.square(to_float(a) - to_float(b))))
+  return {"mse": round(mse, 6), "psnr_db": round(10.0 * np.log10(4.0 / mse), 2)}
+
+
+def agreement(preset: str, workdir: str, grid_path: str) -> dict:
+  """The three samplers of a trained NTM + denoiser on the same prompts and noise."""
+  config = t2i.get_config(preset)
+  s = config.sample
+  rt, state = checkpointing.restore_latest(config, workdir)
+  drt, denoiser_state = distill.restore_denoiser(config, workdir, rt)
+  samplers = {name: rt.sampler(ml_collections.ConfigDict({**s.to_dict(), "sampler": name}))
+              for name in ("full_nf", "full_nf_denoised")}
+  samplers["fast"] = drt.fast_sampler(s, denoiser_state.ema_params)
+  images = {name: grids.sample_prompts(fn, state.ema_params, loop.tokenizer_for(config),
+                                       list(s.prompts), per_prompt=s.per_prompt, seed=s.seed,
+                                       batch_size=s.batch_size)
+            for name, fn in samplers.items()}
+  panels = [grids.make_grid(images[name], s.per_prompt) for name in samplers]
+  gap = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
+  grids.save_png(grid_path, np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1),
+                 scale=max(1, 128 // images["fast"].shape[1]))
+  pairs = [("fast", "full_nf_denoised"), ("full_nf", "full_nf_denoised"), ("fast", "full_nf")]
+  return {"preset": preset, "checkpoint_step": int(state.step),
+          "denoiser_step": int(denoiser_state.step), "images": len(images["fast"]),
+          "T": s.num_steps, "guidance": s.guidance, "t_min": s.t_min, "grid": grid_path,
+          "agreement": {f"{a}_vs_{b}": _agreement(images[a], images[b]) for a, b in pairs}}
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--presets", default="tiny,small")
   parser.add_argument("--batch", type=int, default=16)
   parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--workdir", default="", help="measure agreement on these checkpoints")
+  parser.add_argument("--grid", default="", help="side-by-side grid (default: in --workdir)")
   args = parser.parse_args()
-  results = [bench_preset(p, args.batch, args.repeats) for p in args.presets.split(",")]
+  flags.FLAGS.mark_as_parsed()  # grain reads absl flags
+  if args.workdir:
+    if "," in args.presets:
+      parser.error("--workdir measures one preset: pass --presets=NAME")
+    grid = args.grid or os.path.join(args.workdir, "samples", "samplers_side_by_side.png")
+    os.makedirs(os.path.dirname(os.path.abspath(grid)), exist_ok=True)
+    results = [agreement(args.presets, args.workdir, grid)]
+  else:
+    results = [bench_preset(p, args.batch, args.repeats) for p in args.presets.split(",")]
   print(json.dumps({"bench": "samplers", "backend": jax.default_backend(),
                     "device": str(jax.devices()[0]), "results": results}, indent=1))
 

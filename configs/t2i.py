@@ -39,6 +39,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   'micro' (smoke tests)."""
   config = ml_collections.ConfigDict()
   config.seed = 0  # parameter init, noise and CFG-dropout randomness
+  config.method = "ntm"  # 'ntm', or 'flow_matching' for the baseline (configs/fm.py)
 
   config.data = dict(
       source="shapes",  # 'shapes' (built-in), 'tfds' (ArrayRecord by name) or 'folder'
@@ -78,6 +79,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
           num_kv_heads=8,  # grouped-query key/value heads (paper: 8)
           parametrization="direct",  # 'direct' or 'posterior' (used to start from flow matching)
           sigma_floor=1e-3,  # posterior form: sigma >= floor * exp(delta) as s -> 0
+          delta_mean=True,  # posterior form: learned mean correction (False: "no delta mean")
       ),
       text_encoder=dict(
           vocab_size=32_768,  # hashed word buckets (id 0 is padding)
@@ -92,6 +94,17 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
       num_steps=(4,),  # T; several values train one model for several step counts
       t_min_range=(0.0, 0.05),  # t_min ~ U[lo, hi] per example (noise augmentation)
       cfg_dropout=0.1,  # probability of the null text condition in training
+  )
+
+  # Where the parameters start (configs/ntm_from_fm.py): 'scratch', or 'flow_matching' from the
+  # latest checkpoint of an FM run of this codebase with the same model sizes (configs/fm.py).
+  config.init = dict(
+      source="scratch",  # 'scratch' or 'flow_matching'
+      fm_workdir="",  # source='flow_matching': the FM run's workdir
+      mean_alignment=dict(
+          weight=2.5,  # lambda of lambda * sum_k ||mu_P - mu_FM||^2 (per dim), paper: 2.5
+          decay_steps=0,  # cosine decay of lambda to 0 over these steps (0: train.num_steps)
+      ),
   )
 
   config.optim = dict(
@@ -117,6 +130,28 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
       eval_batches=8,  # batches per evaluation
   )
 
+  # Self-distillation (--mode=distill): the learned denoiser g_phi, trained with the NTM frozen
+  # on the trajectory-score-denoised targets of real-data trajectories. Its size defaults to a
+  # quarter of the predictor's depth at the predictor's width (set after the preset below).
+  config.distill = dict(
+      model=dict(
+          depth=-1,  # Transformer layers (-1: max(1, predictor.depth // 4))
+          width=-1,  # hidden width (-1: predictor.width)
+          num_heads=-1,  # query heads (-1: predictor.num_heads)
+          num_kv_heads=-1,  # key/value heads (-1: predictor.num_kv_heads)
+      ),
+      t_min_range=(0.0, 0.05),  # t_min ~ U[lo, hi] of the distilled trajectories
+      clip_percentile=0.0,  # clip the score at this percentile of |grad| per example (0: off)
+      optim=dict(
+          peak_lr=1e-4, end_lr=1e-6, warmup_steps=1_000, b1=0.9, b2=0.95, weight_decay=1e-4,
+          grad_clip=1.0, ema_decay=0.999, max_consecutive_nonfinite=10,
+      ),  # same meaning as config.optim
+      train=dict(
+          batch_size=256, num_steps=20_000, log_every=100, checkpoint_every=2_000,
+          keep_checkpoints=3, sample_every=5_000, eval_every=5_000, eval_batches=8,
+      ),  # same meaning as config.train; eval = held-out distillation MSE
+  )
+
   config.mesh = dict(
       data=1,  # data-parallel axis size (-1: all devices left over by fsdp)
       fsdp=-1,  # parameter-sharding axis size (-1: all devices left over by data)
@@ -125,7 +160,10 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   )
 
   config.sample = dict(
-      sampler="full_nf",  # 'full_nf' (Alg. 2) or 'full_nf_denoised' (+ trajectory denoising)
+      # 'full_nf' (Alg. 2), 'full_nf_denoised' (+ trajectory score denoising, Alg. 3), 'fast'
+      # (predictor + learned denoiser, needs --mode=distill) or 'auto' (fast once a denoiser
+      # checkpoint exists, else full_nf). Flow matching: 'euler', 'heun' or 'posterior'.
+      sampler="auto",
       prompts=DEMO_PROMPTS,  # one grid row per prompt
       prompts_file="",  # or a text file with one prompt per line
       per_prompt=8,  # samples per prompt (grid columns)
@@ -149,7 +187,16 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
     _micro(config)
   elif preset:
     raise ValueError(f"unknown preset {preset!r}; use '', 'tiny', 'small' or 'micro'")
+  _denoiser_defaults(config)
   return config
+
+
+def _denoiser_defaults(config):
+  """-1 in distill.model means: derived from the predictor (a quarter of its depth)."""
+  d, p = config.distill.model, config.model.predictor
+  derived = dict(depth=max(1, p.depth // 4), width=p.width, num_heads=p.num_heads,
+                 num_kv_heads=p.num_kv_heads)
+  d.update({k: v for k, v in derived.items() if d[k] == -1})
 
 
 def _tiny(config):
@@ -169,6 +216,10 @@ def _tiny(config):
   # t_min = 0.05 stops inside the trained t_min range; at 0 the 4 Gaussian steps of so small a
   # model leave per-pixel colour noise (the self-distilled denoiser is what removes it).
   config.sample.update(per_prompt=8, batch_size=64, t_min=0.05)
+  config.distill.optim.update(peak_lr=1e-3, warmup_steps=100)
+  config.distill.train.update(batch_size=64, num_steps=1_500, log_every=50,
+                              checkpoint_every=500, sample_every=500, eval_every=500,
+                              eval_batches=4)
 
 
 def _micro(config):
@@ -184,6 +235,9 @@ def _micro(config):
   config.train.update(batch_size=8, num_steps=20, log_every=5, checkpoint_every=10,
                       sample_every=0, eval_every=0, eval_batches=2)
   config.sample.update(prompts=DEMO_PROMPTS[:2], per_prompt=3, batch_size=4)
+  config.distill.optim.update(warmup_steps=2)
+  config.distill.train.update(batch_size=8, num_steps=10, log_every=5, checkpoint_every=5,
+                              sample_every=0, eval_every=0, eval_batches=2)
 
 
 def _small(config):
@@ -196,4 +250,7 @@ def _small(config):
   config.optim.update(peak_lr=5e-4, warmup_steps=1_000, ema_decay=0.9995)
   config.train.update(batch_size=64, num_steps=50_000, log_every=100, checkpoint_every=2_000,
                       sample_every=5_000, eval_every=5_000, eval_batches=8)
+  config.distill.optim.update(peak_lr=3e-4, warmup_steps=200)
+  config.distill.train.update(batch_size=64, num_steps=5_000, checkpoint_every=1_000,
+                              sample_every=1_000, eval_every=1_000)
   config.mesh.update(data=-1, fsdp=1)

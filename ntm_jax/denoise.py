@@ -62,12 +62,12 @@ class Denoiser(nnx.Module):
   """
 
   def __init__(self, *, channels: int, grid_shape: tuple, width: int, depth: int,
-               num_heads: int, num_kv_heads: int, text_dim: int, dtype=jnp.float32,
-               rngs: nnx.Rngs):
+               num_heads: int, num_kv_heads: int, text_dim: int, remat: bool = False,
+               dtype=jnp.float32, rngs: nnx.Rngs):
     self.backbone = predictor.Backbone(channels=channels, grid_shape=grid_shape, width=width,
                                        depth=depth, num_heads=num_heads,
-                                       num_kv_heads=num_kv_heads, text_dim=text_dim, dtype=dtype,
-                                       rngs=rngs)
+                                       num_kv_heads=num_kv_heads, text_dim=text_dim,
+                                       remat=remat, dtype=dtype, rngs=rngs)
     self.head = nnx.Linear(width, channels, kernel_init=nnx.initializers.zeros,
                            bias_init=nnx.initializers.zeros, dtype=jnp.float32, rngs=rngs)
 
@@ -77,10 +77,14 @@ class Denoiser(nnx.Module):
     return u_t0.astype(jnp.float32) + self.head(hidden)
 
 
-def distillation_loss(denoiser: Denoiser, model: ntm.NTM, images, text, text_mask, rng, *,
-                      num_steps: int, t_min_range=(0.0, 0.05), clip_percentile=None):
-  """MSE between g_phi(u_t0) and the frozen model's trajectory-score denoising of REAL-data
-  forward trajectories (Eq. 3.9). Gradients reach the denoiser only."""
+def distillation_targets(model: ntm.NTM, images, text, text_mask, rng, *, num_steps: int,
+                         t_min_range=(0.0, 0.05), clip_percentile=None) -> dict:
+  """The denoiser's inputs and targets from REAL-data forward trajectories (Eq. 3.9).
+
+  u_t0 = f_T(x_t0) is what the predictor chain delivers at sampling time; the target is the
+  frozen model's trajectory-score denoising of the whole trajectory; x_t0 is kept to report how
+  far the target moved from it. Everything is a constant for the denoiser's gradient.
+  """
   x0 = model.tokens(images)
   rng_t, rng_traj = jax.random.split(rng)
   t_min = ntm.sample_t_min(rng_t, x0.shape[0], t_min_range)
@@ -89,8 +93,14 @@ def distillation_loss(denoiser: Denoiser, model: ntm.NTM, images, text, text_mas
   target = trajectory_score_denoise(model, x, times, text, text_mask, clip_percentile)
   steps = jnp.full((x0.shape[0],), num_steps, jnp.float32)
   u_t0, _ = model.transporter(x[:, 0], times[:, 0], steps)
-  prediction = denoiser(jax.lax.stop_gradient(u_t0), times[:, 0], steps, text, text_mask)
-  return jnp.mean(jnp.square(prediction - jax.lax.stop_gradient(target)))
+  return jax.lax.stop_gradient({"u_t0": u_t0, "t0": times[:, 0], "num_steps": steps,
+                                "target": target, "x_t0": x[:, 0]})
+
+
+def distillation_loss(denoiser: Denoiser, targets: dict, text, text_mask):
+  """Mean squared error of g_phi(u_t0) against the trajectory-denoised target, per dimension."""
+  prediction = denoiser(targets["u_t0"], targets["t0"], targets["num_steps"], text, text_mask)
+  return jnp.mean(jnp.square(prediction - targets["target"]))
 
 
 def sample_fast(model: ntm.NTM, denoiser: Denoiser, rng, text, text_mask, *, num_steps: int,

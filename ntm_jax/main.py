@@ -1,7 +1,8 @@
 """Entry point: python -m ntm_jax.main --config=configs/t2i.py[:preset] --workdir=DIR --mode=...
 
-Modes: train (train or resume), sample (PNG grid + JSON from the latest checkpoint), eval
-(held-out likelihood report). Config values are overridden with --config.section.key=value.
+Modes: train (train or resume), distill (train or resume the learned denoiser of a trained
+NTM), sample (PNG grid + JSON from the latest checkpoints), eval (held-out likelihood report).
+Config values are overridden with --config.section.key=value.
 """
 
 import jax
@@ -14,7 +15,7 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Configuration file (path[:preset]).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
-flags.DEFINE_enum("mode", "train", ["train", "sample", "eval"], "What to run.")
+flags.DEFINE_enum("mode", "train", ["train", "distill", "sample", "eval"], "What to run.")
 flags.DEFINE_list("prompts", None, "--mode=sample: comma-separated prompts (default: the "
                   "config's sample.prompts or sample.prompts_file).")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host).")
@@ -33,10 +34,12 @@ def main(argv):
                jax.process_count(), jax.local_device_count(), jax.device_count(),
                jax.devices()[0].platform)
 
-  from ntm_jax.train import generate, loop  # pylint: disable=g-import-not-at-top
+  from ntm_jax.train import distill, generate, loop  # pylint: disable=g-import-not-at-top
   config = FLAGS.config
   if FLAGS.mode == "train":
     loop.train_and_evaluate(config, FLAGS.workdir)
+  elif FLAGS.mode == "distill":
+    distill.distill(config, FLAGS.workdir)
   elif FLAGS.mode == "sample":
     generate.sample(config, FLAGS.workdir, FLAGS.prompts)
   else:

@@ -17,84 +17,33 @@ import math
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from flax import nnx
 
-from ntm_jax import patching
 from ntm_jax import predictor as predictor_lib
-from ntm_jax import text as text_lib
+from ntm_jax import text_to_image
 from ntm_jax import trajectory
 from ntm_jax import transporter as transporter_lib
 
 MODES = ("end_to_end", "pair_wise")
 
 
-class NTM(nnx.Module):
+class NTM(text_to_image.TextToImageModel):
   """Transporter + predictor + the learned null text condition used for CFG."""
 
   def __init__(self, config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
-    """config: the `model` section (see configs/t2i.py)."""
-    self.image_shape = tuple(config.image_shape)
-    self.patch_size = config.patch_size
-    patching.validate_image_shape(self.image_shape, self.patch_size)
-    grid = patching.grid_shape(self.image_shape, self.patch_size)
-    self.num_tokens = grid[0] * grid[1]
-    self.channels = patching.token_channels(self.image_shape, self.patch_size)
-    self.num_dims = int(np.prod(self.image_shape))
-    self.text_dim = config.text_dim
-    dtype = jnp.dtype(config.dtype)
+    """config: the `model` section (see configs/t2i.py) with image_shape."""
+    self._init_geometry(config)
     tc, pc = config.transporter, config.predictor
     self.transporter = transporter_lib.Transporter(
         channels=self.channels, num_tokens=self.num_tokens, num_blocks=tc.num_blocks,
         depth=tc.depth, width=tc.width, num_heads=tc.num_heads, num_kv_heads=tc.num_kv_heads,
-        scale_bound=tc.scale_bound, remat=config.remat, dtype=dtype, rngs=rngs)
+        scale_bound=tc.scale_bound, remat=config.remat, dtype=self.dtype, rngs=rngs)
     self.predictor = predictor_lib.Predictor(
-        channels=self.channels, grid_shape=grid, width=pc.width, depth=pc.depth,
+        channels=self.channels, grid_shape=self.grid_shape, width=pc.width, depth=pc.depth,
         num_heads=pc.num_heads, num_kv_heads=pc.num_kv_heads, text_dim=self.text_dim,
-        parametrization=pc.parametrization, sigma_floor=pc.sigma_floor, remat=config.remat,
-        dtype=dtype, rngs=rngs)
-    self.null_text = nnx.Param(jnp.zeros((self.text_dim,), jnp.float32))
-    # Optional built-in encoder; without it the caller supplies text embeddings directly.
-    encoder = config.get("text_encoder")
-    self.text_encoder = text_lib.TextEncoder(
-        vocab_size=encoder.vocab_size, max_length=encoder.max_length, width=self.text_dim,
-        depth=encoder.depth, num_heads=encoder.num_heads, dtype=dtype,
-        rngs=rngs) if encoder else None
-
-  def tokens(self, images):
-    patching.check_images(images, self.image_shape)
-    return patching.patchify(images.astype(jnp.float32), self.patch_size)
-
-  def images(self, tokens):
-    return patching.unpatchify(tokens, self.image_shape, self.patch_size)
-
-  def null_condition(self, batch: int, length: int):
-    """The CFG null condition: the learned null embedding as the only visible text token."""
-    text = jnp.broadcast_to(self.null_text[...], (batch, length, self.text_dim))
-    mask = jnp.zeros((batch, length), bool).at[:, 0].set(True)
-    return text, mask
-
-
-def encode_text(model: NTM, tokens):
-  """Token ids [batch, length] -> (text, mask); captions with no tokens get the null condition."""
-  text, mask = model.text_encoder(tokens)
-  return null_if_empty(model, text, mask)
-
-
-def null_if_empty(model: NTM, text, text_mask):
-  """Replaces examples with no visible text token (empty captions) by the null condition."""
-  null_text, null_mask = model.null_condition(*text.shape[:2])
-  empty = ~text_mask.any(axis=1)
-  return (jnp.where(empty[:, None, None], null_text, text),
-          jnp.where(empty[:, None], null_mask, text_mask))
-
-
-def drop_condition(model: NTM, rng, text, text_mask, rate: float):
-  """Replaces each example's text by the null condition with probability `rate`."""
-  null_text, null_mask = model.null_condition(*text.shape[:2])
-  drop = jax.random.bernoulli(rng, rate, (text.shape[0],))
-  return (jnp.where(drop[:, None, None], null_text, text),
-          jnp.where(drop[:, None], null_mask, text_mask))
+        parametrization=pc.parametrization, sigma_floor=pc.sigma_floor,
+        delta_mean=pc.get("delta_mean", True), remat=config.remat, dtype=self.dtype, rngs=rngs)
+    self._init_text(config, rngs)
 
 
 def sample_t_min(rng, batch: int, t_min_range):
@@ -118,13 +67,15 @@ def _flatten_levels(x):
 
 
 def trajectory_nll(model: NTM, images, text, text_mask, rng, *, num_steps: int,
-                   t_min_range=(0.0, 0.05), cfg_dropout: float = 0.0):
+                   t_min_range=(0.0, 0.05), cfg_dropout: float = 0.0, mean_reference=None):
   """End-to-end exact NLL of one sampled forward trajectory per example, all T pairs at once.
 
   Args:
     images: [batch, height, width, channels], data scaled to about [-1, 1].
     text, text_mask: [batch, text_len, text_dim], [batch, text_len].
     num_steps: T, a Python int (one T per batch in this mode).
+    mean_reference: optional (x_t, t, s, text, mask) -> reference mean of x_s in x-space (the
+      frozen FM posterior mean); adds mean_alignment [b] = sum_k ||mu_P - reference||^2.
 
   Returns a dict of per-example float32 arrays:
     nll [b]: -log p(x_t0..x_tT); level_nll [b, T+1]; logdet [b, T] (transporter, levels 0..T-1);
@@ -137,14 +88,15 @@ def trajectory_nll(model: NTM, images, text, text_mask, rng, *, num_steps: int,
   batch = x0.shape[0]
   rng_t, rng_traj, rng_drop = jax.random.split(rng, 3)
   if cfg_dropout > 0:
-    text, text_mask = drop_condition(model, rng_drop, text, text_mask, cfg_dropout)
+    text, text_mask = text_to_image.drop_condition(model, rng_drop, text, text_mask,
+                                                   cfg_dropout)
   t_min = sample_t_min(rng_t, batch, t_min_range)
   times = trajectory.shifted_schedule(num_steps, t_min, model.num_tokens)
   x = trajectory.forward_trajectory(rng_traj, x0, times)
-  return nll_of_trajectory(model, x, times, text, text_mask)
+  return nll_of_trajectory(model, x, times, text, text_mask, mean_reference)
 
 
-def nll_of_trajectory(model: NTM, x, times, text, text_mask):
+def nll_of_trajectory(model: NTM, x, times, text, text_mask, mean_reference=None):
   """Exact NLL terms of given trajectories x [batch, T+1, tokens, channels] at times [b, T+1].
 
   See `trajectory_nll` for the returned dict.
@@ -159,15 +111,15 @@ def nll_of_trajectory(model: NTM, x, times, text, text_mask):
 
   # Teacher forcing: every pair (t_k -> t_(k-1)) is an independent example of the batch axis,
   # so the prediction for level k - 1 sees only u_tk.
-  mu, log_sigma = model.predictor(
-      _flatten_levels(u[:, 1:]), _flatten_levels(times[:, 1:]), _flatten_levels(times[:, :-1]),
-      steps, jnp.repeat(text, num_steps, axis=0), jnp.repeat(text_mask, num_steps, axis=0))
+  pair_text = jnp.repeat(text, num_steps, axis=0), jnp.repeat(text_mask, num_steps, axis=0)
+  t, s = _flatten_levels(times[:, 1:]), _flatten_levels(times[:, :-1])
+  mu, log_sigma = model.predictor(_flatten_levels(u[:, 1:]), t, s, steps, *pair_text)
   factor = trajectory.gaussian_nll(_flatten_levels(u[:, :-1]), mu, log_sigma) - logdet
   level_nll = jnp.concatenate([factor.reshape(batch, num_steps), _prior_nll(x[:, -1])[:, None]],
                               axis=1)
   log_q = trajectory.forward_log_prob(x, times)
   level_bound = level_nll + jnp.pad(log_q, ((0, 0), (1, 0)))
-  return {
+  out = {
       "nll": level_nll.sum(-1),
       "level_nll": level_nll,
       "logdet": logdet.reshape(batch, num_steps),
@@ -175,15 +127,25 @@ def nll_of_trajectory(model: NTM, x, times, text, text_mask):
       "level_bound": level_bound,
       "times": times,
   }
+  if mean_reference is not None:
+    reference = mean_reference(_flatten_levels(x[:, 1:]), t, s, *pair_text)
+    out["mean_alignment"] = _squared_distance(mu, reference).reshape(batch, num_steps).sum(-1)
+  return out
+
+
+def _squared_distance(a, b):
+  return jnp.sum(jnp.square(a - b), axis=tuple(range(1, a.ndim)))
 
 
 def pair_wise_nll(model: NTM, images, text, text_mask, rng, *, num_steps_set=(4,),
-                  t_min_range=(0.0, 0.05), cfg_dropout: float = 0.0):
+                  t_min_range=(0.0, 0.05), cfg_dropout: float = 0.0, mean_reference=None):
   """One random pair per example, with T drawn per example from `num_steps_set`.
 
   Returns per-example arrays: factor [b] (-log p(x_t(k-1) | x_tk)), num_steps [b], level [b]
   (k - 1), and nll [b] = T * factor + E[-log N(x_tT; 0, I)], an unbiased estimate of the
   trajectory NLL (x_tT is exactly N(0, I) under q, so the prior's expectation is D/2 (1+log 2pi)).
+  With mean_reference (see trajectory_nll), mean_alignment [b] = T ||mu_P - reference||^2, an
+  unbiased estimate of the end-to-end sum.
   """
   for num_steps in num_steps_set:
     trajectory.validate_num_steps(num_steps)
@@ -192,7 +154,8 @@ def pair_wise_nll(model: NTM, images, text, text_mask, rng, *, num_steps_set=(4,
   batch = x0.shape[0]
   rng_t, rng_T, rng_k, rng_s, rng_n, rng_drop = jax.random.split(rng, 6)
   if cfg_dropout > 0:
-    text, text_mask = drop_condition(model, rng_drop, text, text_mask, cfg_dropout)
+    text, text_mask = text_to_image.drop_condition(model, rng_drop, text, text_mask,
+                                                   cfg_dropout)
   t_min = sample_t_min(rng_t, batch, t_min_range)
   num_steps = jax.random.choice(rng_T, jnp.asarray(num_steps_set, jnp.float32), (batch,))
   k = jnp.floor(jax.random.uniform(rng_k, (batch,)) * num_steps) + 1.0
@@ -206,8 +169,12 @@ def pair_wise_nll(model: NTM, images, text, text_mask, rng, *, num_steps_set=(4,
   mu, log_sigma = model.predictor(u_t, t, s, num_steps, text, text_mask)
   factor = trajectory.gaussian_nll(u_s, mu, log_sigma) - logdet_s
   prior_mean = 0.5 * model.num_dims * (1.0 + trajectory.LOG_2PI)
-  return {"factor": factor, "num_steps": num_steps, "level": k - 1.0,
-          "nll": num_steps * factor + prior_mean}
+  out = {"factor": factor, "num_steps": num_steps, "level": k - 1.0,
+         "nll": num_steps * factor + prior_mean}
+  if mean_reference is not None:
+    reference = mean_reference(x[:, 1], t, s, text, text_mask)
+    out["mean_alignment"] = num_steps * _squared_distance(mu, reference)
+  return out
 
 
 def nats_per_dim(nll, num_dims: int):
@@ -263,18 +230,34 @@ def predictor_chain(model: NTM, rng, text, text_mask, *, num_steps: int, guidanc
   return_levels every level u_t0..u_tT: [batch, T + 1, tokens, channels].
   """
   validate_guidance(guidance)
+  batch = text.shape[0]
+  steps = jnp.full((batch,), num_steps, jnp.float32)
+
+  def gaussian(u, t, s):
+    return guided_prediction(model, u, t, s, steps, text, text_mask, guidance)
+
+  return gaussian_chain(gaussian, rng, (batch, model.num_tokens, model.channels),
+                        trajectory.shifted_schedule(num_steps, t_min, model.num_tokens),
+                        temperature=temperature, return_levels=return_levels)
+
+
+def gaussian_chain(gaussian, rng, shape, times, *, temperature: float = 1.0,
+                   return_levels: bool = False):
+  """A Markov chain of Gaussian steps down a schedule: z_T ~ N(0, I), then for k = T..1
+  z_(k-1) = mu + temperature * sigma * eps with (mu, log sigma) = gaussian(z_k, t_k, t_(k-1))
+  (t, s: [batch]). The NTM predictor chain and the flow-matching posterior sampler both run
+  here, so the same rng gives them the same noise.
+  """
   if not temperature >= 0:
     raise ValueError(f"temperature must be >= 0, got {temperature!r}")
-  batch = text.shape[0]
-  times = trajectory.shifted_schedule(num_steps, t_min, model.num_tokens)
+  batch, num_steps = shape[0], times.shape[-1] - 1
   rng_init, rng_steps = jax.random.split(rng)
-  u = jax.random.normal(rng_init, (batch, model.num_tokens, model.channels), jnp.float32)
-  steps = jnp.full((batch,), num_steps, jnp.float32)
+  u = jax.random.normal(rng_init, shape, jnp.float32)
 
   def step(u, inputs):
     k, key = inputs
     t, s = jnp.full((batch,), times[k]), jnp.full((batch,), times[k - 1])
-    mu, log_sigma = guided_prediction(model, u, t, s, steps, text, text_mask, guidance)
+    mu, log_sigma = gaussian(u, t, s)
     u_s = mu + temperature * jnp.exp(log_sigma) * jax.random.normal(key, u.shape)
     return u_s, u_s
 

@@ -6,12 +6,15 @@ sinusoidal embeddings of t, s and T, 2D RoPE over the token grid, grouped-query 
 
 Two parametrizations (METHOD.md 3):
   direct:     (mu, log sigma) from a zero-initialized head;
-  posterior:  u0_hat = u_t - t v,  mu = A u_t + B u0_hat,  sigma = C exp(delta), with (A, B, C)
-              from Prop. 2 and delta from a zero-initialized head. This is the flow-matching
-              posterior sampler at initialization; C is floored so sigma stays finite as s -> 0.
+  posterior:  u0_hat = u_t - t v,  mu = A u_t + B u0_hat (+ delta_mu),  sigma = C exp(delta),
+              with (A, B, C) from Prop. 2 and (delta_mu, delta) from a zero-initialized head
+              (delta_mean=False: no delta_mu, the paper's "no delta mean" option). This is the
+              flow-matching posterior sampler at initialization; C is floored so sigma stays
+              finite as s -> 0.
 
 The embedding of (s, T) is zero-initialized, so a fresh backbone is a function of (u_t, t, y)
-only, which is what a flow-matching velocity network is.
+only, which is what a flow-matching velocity network is (flow_matching.py builds its backbone
+without that embedding, and the FM -> NTM initialization copies everything else).
 
 Shapes: u_t: [batch, tokens, channels]; t, s, num_steps: [batch]; text: [batch, text_len,
 text_dim]; text_mask: [batch, text_len] bool. Outputs are float32.
@@ -48,7 +51,8 @@ class Backbone(nnx.Module):
 
   def __init__(self, *, channels: int, grid_shape: tuple, width: int, depth: int,
                num_heads: int, num_kv_heads: int, text_dim: int, remat: bool = False,
-               dtype=jnp.float32, rngs: nnx.Rngs):
+               condition_on_target: bool = True, dtype=jnp.float32, rngs: nnx.Rngs):
+    """condition_on_target=False: no (s, T) embedding (a flow-matching velocity backbone)."""
     self.channels, self.grid_shape, self.width = channels, tuple(grid_shape), width
     self.num_tokens = int(np.prod(grid_shape))
     self.text_dim, self.dtype = text_dim, dtype
@@ -56,7 +60,8 @@ class Backbone(nnx.Module):
     self.position = nnx.Param(jax.random.normal(rngs.params(), (self.num_tokens, width)) * 0.02)
     self.text_embed = nnx.Linear(text_dim, width, dtype=dtype, rngs=rngs)
     self.time_embed = layers.ConditionEmbedding(1, width, dtype=dtype, rngs=rngs)
-    self.target_embed = layers.ConditionEmbedding(2, width, zero_init=True, dtype=dtype, rngs=rngs)
+    self.target_embed = layers.ConditionEmbedding(
+        2, width, zero_init=True, dtype=dtype, rngs=rngs) if condition_on_target else None
     self.transformer = layers.TransformerStack(depth, width, num_heads, num_kv_heads,
                                                remat=remat, dtype=dtype, rngs=rngs)
     self.out_norm = nnx.LayerNorm(width, use_scale=False, use_bias=False, dtype=dtype, rngs=rngs)
@@ -77,7 +82,9 @@ class Backbone(nnx.Module):
     """Hidden states [batch, tokens, width] (float32) of the image tokens."""
     self.check_inputs(u_t, text, text_mask)
     batch = u_t.shape[0]
-    cond = self.time_embed([1000.0 * t]) + self.target_embed([1000.0 * s, num_steps])
+    cond = self.time_embed([1000.0 * t])
+    if self.target_embed is not None:
+      cond = cond + self.target_embed([1000.0 * s, num_steps])
     image = self.embed(u_t.astype(self.dtype)) + self.position[...] + cond[:, None]
     tokens = jnp.concatenate([image, self.text_embed(text.astype(self.dtype))], axis=1)
     # Text tokens sit at the RoPE origin (as in FLUX); image tokens at their (row, col).
@@ -98,19 +105,21 @@ class Predictor(nnx.Module):
   def __init__(self, *, channels: int, grid_shape: tuple, width: int, depth: int,
                num_heads: int, num_kv_heads: int, text_dim: int,
                parametrization: str = "direct", sigma_floor: float = 1e-3,
-               remat: bool = False, dtype=jnp.float32, rngs: nnx.Rngs):
+               delta_mean: bool = True, remat: bool = False, dtype=jnp.float32,
+               rngs: nnx.Rngs):
     if parametrization not in PARAMETRIZATIONS:
       raise ValueError(f"predictor parametrization must be one of {PARAMETRIZATIONS}, "
                        f"got {parametrization!r}")
     self.parametrization, self.sigma_floor = parametrization, sigma_floor
+    self.delta_mean = delta_mean
     self.backbone = Backbone(channels=channels, grid_shape=grid_shape, width=width, depth=depth,
                              num_heads=num_heads, num_kv_heads=num_kv_heads, text_dim=text_dim,
                              remat=remat, dtype=dtype, rngs=rngs)
     if parametrization == "direct":
       self.head = _zero_linear(width, 2 * channels, rngs)
     else:
-      self.head = nnx.Linear(width, channels, dtype=jnp.float32, rngs=rngs)
-      self.delta_head = _zero_linear(width, channels, rngs)
+      self.head = nnx.Linear(width, channels, dtype=jnp.float32, rngs=rngs)  # the velocity
+      self.delta_head = _zero_linear(width, (2 if delta_mean else 1) * channels, rngs)
 
   def __call__(self, u_t, t, s, num_steps, text, text_mask):
     """-> (mu, log_sigma), each [batch, tokens, channels] float32."""
@@ -118,12 +127,18 @@ class Predictor(nnx.Module):
     if self.parametrization == "direct":
       mu, log_sigma = jnp.split(self.head(hidden), 2, axis=-1)
       return mu, log_sigma
-    return self.posterior_gaussian(u_t, t, s, self.head(hidden), self.delta_head(hidden))
+    delta = self.delta_head(hidden)
+    delta_mu, delta = jnp.split(delta, 2, axis=-1) if self.delta_mean else (0.0, delta)
+    mu, log_sigma = posterior_gaussian(u_t, t, s, self.head(hidden), self.sigma_floor)
+    return mu + delta_mu, log_sigma + delta
 
-  def posterior_gaussian(self, u_t, t, s, velocity, delta):
-    """(mu, log sigma) of the flow-matching Gaussian posterior with a learned log-scale delta."""
-    a, b, c2 = (v[:, None, None] for v in trajectory.posterior_coefficients(t, s))
-    u_t = u_t.astype(jnp.float32)
-    u0_hat = u_t - t[:, None, None] * velocity
-    log_sigma = 0.5 * jnp.log(c2 + self.sigma_floor**2) + delta
-    return a * u_t + b * u0_hat, log_sigma
+
+def posterior_gaussian(x_t, t, s, velocity, sigma_floor: float):
+  """(mu, log sigma) of the flow-matching Gaussian posterior q(x_s | x_t, x0_hat = x_t - t v).
+
+  x_t, velocity: [batch, tokens, channels]; t, s: [batch]. sigma^2 = C^2 + floor^2.
+  """
+  a, b, c2 = (v[:, None, None] for v in trajectory.posterior_coefficients(t, s))
+  x_t = x_t.astype(jnp.float32)
+  x0_hat = x_t - t[:, None, None] * velocity
+  return a * x_t + b * x0_hat, 0.5 * jnp.log(c2 + sigma_floor**2)

@@ -69,7 +69,8 @@ def test_denoiser_distillation_loss_decreases():
 
   @nnx.jit
   def step(denoiser, optimizer, key):
-    loss_fn = lambda d: denoise.distillation_loss(d, model, images, text, mask, key, num_steps=4)
+    targets = denoise.distillation_targets(model, images, text, mask, key, num_steps=4)
+    loss_fn = lambda d: denoise.distillation_loss(d, targets, text, mask)
     loss, grads = nnx.value_and_grad(loss_fn)(denoiser)
     optimizer.update(denoiser, grads)
     return loss

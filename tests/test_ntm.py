@@ -11,6 +11,7 @@ from flax import nnx
 
 from helpers import build, randomize, random_text, tiny_model_config
 from ntm_jax import ntm
+from ntm_jax import text_to_image
 from ntm_jax import trajectory
 
 BATCH = 4
@@ -113,10 +114,10 @@ def test_pair_wise_draws_t_per_example_from_the_set(model):
 def test_cfg_dropout_replaces_text_with_the_null_condition(model):
   _, text, mask = data(model)
   null_text, null_mask = model.null_condition(*text.shape[:2])
-  dropped = ntm.drop_condition(model, jax.random.key(0), text, mask, 1.0)
+  dropped = text_to_image.drop_condition(model, jax.random.key(0), text, mask, 1.0)
   np.testing.assert_array_equal(dropped[0], null_text)
   np.testing.assert_array_equal(dropped[1], null_mask)
-  kept = ntm.drop_condition(model, jax.random.key(0), text, mask, 0.0)
+  kept = text_to_image.drop_condition(model, jax.random.key(0), text, mask, 0.0)
   np.testing.assert_array_equal(kept[0], text)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from helpers import build, tiny_model_config
 from ntm_jax import ntm
+from ntm_jax import text_to_image
 from ntm_jax import text
 
 
@@ -24,7 +25,7 @@ def test_empty_caption_is_the_null_condition_and_others_are_not():
   model = build(ntm.NTM, config)
   model.null_text[...] = jnp.arange(16.0)  # distinguishable from any encoder output
   tokens = jnp.asarray(text.HashedWordTokenizer(64, 5).encode(["a red circle", ""]))
-  embeddings, mask = jax.jit(lambda t: ntm.encode_text(model, t))(tokens)
+  embeddings, mask = jax.jit(lambda t: text_to_image.encode_text(model, t))(tokens)
   null_text, null_mask = model.null_condition(2, 5)
   np.testing.assert_array_equal(embeddings[1], null_text[1])
   np.testing.assert_array_equal(mask[1], null_mask[1])

@@ -45,7 +45,7 @@ def trained(tmp_path_factory):
 def test_training_writes_checkpoints_metrics_and_a_sample_grid(trained):
   workdir, config, state = trained
   assert int(state.step) == 20
-  manager = checkpointing.make_manager(workdir, config, asynchronous=False)
+  manager = checkpointing.make_manager(workdir, config.train, asynchronous=False)
   assert manager.all_steps() == [10, 20]
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
   grid = Image.open(os.path.join(workdir, "samples", "step_00000020.png"))
@@ -152,7 +152,7 @@ def test_resume_after_a_hard_kill_equals_training_straight_through(tmp_path):
   proc = subprocess.run([sys.executable, "-c", KILL_AT_STEP_8, killed_dir], cwd=ROOT,
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
-  manager = checkpointing.make_manager(killed_dir, config, asynchronous=False)
+  manager = checkpointing.make_manager(killed_dir, config.train, asynchronous=False)
   assert manager.latest_step() == 4
   resumed = loop.train_and_evaluate(config, killed_dir)
 
@@ -176,7 +176,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
   output, _ = proc.communicate(timeout=120)
   assert proc.returncode == 0, output[-3000:]
   assert "SIGTERM" in output
-  stopped = checkpointing.make_manager(workdir, micro(), asynchronous=False).latest_step()
+  stopped = checkpointing.make_manager(workdir, micro().train, asynchronous=False).latest_step()
   assert 5 <= stopped < 100000
 
 

@@ -23,16 +23,20 @@ def average(history: list) -> dict:
 
 
 def evaluate(rt, params, config, tokenizer, step: int) -> dict:
-  """Held-out trajectory NLL at every trained T, averaged over eval_batches batches."""
+  """Held-out trajectory NLL at every trained T (flow matching: the velocity error), averaged
+  over eval_batches batches."""
   loader = pipeline.make_loader(sources.make_source(config.data, "eval"), tokenizer,
                                 global_batch_size=config.train.batch_size, seed=config.data.seed,
                                 shuffle=False, num_epochs=1)
   batches = [rt.global_batch(b) for b, _ in zip(loader, range(config.train.eval_batches))]
   results = {}
-  for num_steps in config.ntm.num_steps:
+  # Flow matching has no step count: one held-out velocity error.
+  step_counts = config.ntm.num_steps if config.method == "ntm" else (0,)
+  for num_steps in step_counts:
     history = [rt.eval_step(num_steps)(params, batch, jax.random.fold_in(jax.random.key(step), i))
                for i, batch in enumerate(batches)]
-    results.update({f"eval_T{num_steps}/{k}": v for k, v in average(history).items()})
+    prefix = f"eval_T{num_steps}" if num_steps else "eval"
+    results.update({f"{prefix}/{k}": v for k, v in average(history).items()})
   return results
 
 

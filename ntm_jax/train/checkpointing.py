@@ -1,5 +1,6 @@
 """orbax checkpoints of the whole run: TrainState (params, optimizer, EMA, RNG, step) and the
-grain iterator's position, saved together so a resumed run continues exactly."""
+grain iterator's position, saved together so a resumed run continues exactly. Likelihood
+training and denoiser distillation each keep their own (workdir/ and workdir/distill/)."""
 
 import os
 
@@ -7,12 +8,17 @@ import grain
 import ml_collections
 import orbax.checkpoint as ocp
 
+from ntm_jax.train import runtime as runtime_lib
 
-def make_manager(workdir: str, config: ml_collections.ConfigDict,
+
+def make_manager(run_dir: str, train: ml_collections.ConfigDict,
                  asynchronous: bool = True) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=config.train.keep_checkpoints,
+  """Checkpoints under run_dir/checkpoints, keeping `train.keep_checkpoints` of them.
+
+  run_dir is the workdir for likelihood training, workdir/distill for the denoiser."""
+  options = ocp.CheckpointManagerOptions(max_to_keep=train.keep_checkpoints,
                                          enable_async_checkpointing=asynchronous)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(run_dir), "checkpoints"),
                                options=options, item_names=("state", "data"))
 
 
@@ -33,3 +39,15 @@ def restore(manager: ocp.CheckpointManager, abstract_state, data_iterator=None, 
   if data_iterator is not None:
     items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
   return manager.restore(step, args=ocp.args.Composite(**items))["state"]
+
+
+def restore_latest(config: ml_collections.ConfigDict, workdir: str, devices=None):
+  """(runtime, state) of config's model from the latest checkpoint in workdir, or a clear
+  error."""
+  rt = runtime_lib.build(config, devices)
+  manager = make_manager(workdir, config.train, asynchronous=False)
+  state = restore(manager, rt.abstract_state)
+  if state is None:
+    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}: train "
+                            "first with --mode=train and the same --config")
+  return rt, state

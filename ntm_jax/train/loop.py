@@ -7,6 +7,7 @@ SIGTERM saves a checkpoint and exits cleanly.
 
 import os
 import signal
+from typing import Callable
 
 import jax
 import ml_collections
@@ -20,6 +21,7 @@ from ntm_jax.data import pipeline
 from ntm_jax.data import sources
 from ntm_jax.evaluate import likelihood
 from ntm_jax.train import checkpointing
+from ntm_jax.train import fm_init
 from ntm_jax.train import grids
 from ntm_jax.train import runtime as runtime_lib
 
@@ -45,23 +47,30 @@ def check_workdir(workdir: str) -> None:
     raise PermissionError(f"workdir {workdir!r} is not writable: {err}") from err
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
+def validate(config: ml_collections.ConfigDict, batch_size: int, name: str = "train") -> None:
   """Config errors a researcher would otherwise meet minutes later, deep inside XLA."""
   devices = jax.device_count()
-  if config.train.batch_size % devices:
-    raise ValueError(f"train.batch_size {config.train.batch_size} must be divisible by the "
-                     f"{devices} devices")
-  if config.sample.num_steps not in config.ntm.num_steps:
+  if batch_size % devices:
+    raise ValueError(f"{name}.batch_size {batch_size} must be divisible by the {devices} devices")
+  if config.init.source not in ("scratch", "flow_matching"):
+    raise ValueError(f"init.source must be 'scratch' or 'flow_matching', got "
+                     f"{config.init.source!r}")
+  if (config.init.source == "flow_matching") != bool(config.init.fm_workdir):
+    raise ValueError("init.source='flow_matching' and init.fm_workdir go together: set "
+                     "--config.init.fm_workdir=DIR of a configs/fm.py run with the same preset")
+  if config.method == "ntm" and config.sample.num_steps not in config.ntm.num_steps:
     logging.warning("sample.num_steps=%d was not trained (ntm.num_steps=%s)",
                     config.sample.num_steps, tuple(config.ntm.num_steps))
 
 
-def write_samples(rt, params, config, tokenizer, workdir: str, writer, step: int) -> str:
+def write_samples(sampler: Callable, params, config, tokenizer, run_dir: str, writer,
+                  step: int) -> str:
+  """A grid of config.sample's prompts at run_dir/samples/step_N.png and in TensorBoard."""
   s = config.sample
-  images = grids.sample_prompts(rt.sampler(s), params, tokenizer, list(s.prompts),
+  images = grids.sample_prompts(sampler, params, tokenizer, list(s.prompts),
                                 per_prompt=s.per_prompt, seed=s.seed, batch_size=s.batch_size)
   grid = grids.make_grid(images, s.per_prompt)
-  path = os.path.join(workdir, "samples", f"step_{step:08d}.png")
+  path = os.path.join(run_dir, "samples", f"step_{step:08d}.png")
   os.makedirs(os.path.dirname(path), exist_ok=True)
   grids.save_png(path, grid, scale=max(1, 128 // images.shape[1]))
   writer.write_images(step, {"samples": grid[None]})
@@ -84,57 +93,39 @@ class _Preemption:
     signal.signal(signal.SIGTERM, self._previous)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
-  """Trains (or resumes) to config.train.num_steps. Returns the final TrainState."""
-  check_workdir(workdir)
-  validate(config)
-  rt = runtime_lib.build(config)
-  tokenizer = tokenizer_for(config)
-  loader = pipeline.make_loader(sources.make_source(config.data, "train"), tokenizer,
-                                global_batch_size=config.train.batch_size, seed=config.data.seed,
-                                worker_count=config.data.worker_count)
-  data_iter = iter(loader)
-  manager = checkpointing.make_manager(workdir, config)
-  state = checkpointing.restore(manager, rt.abstract_state, data_iter)
-  if state is None:
-    state = rt.create_state()
-    logging.info("Starting from scratch")
-  start = int(state.step)
-  logging.info("Training from step %d to %d", start, config.train.num_steps)
+def run_steps(state, *, train: ml_collections.ConfigDict, step_fn: Callable, data_iter,
+              manager, writer, max_consecutive_nonfinite: int, actions=()):
+  """The loop skeleton every training mode shares, from state.step to train.num_steps.
 
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  if start == 0:
-    writer.write_hparams({k: str(v) for k, v in config.to_dict().items()})
-  report = periodic_actions.ReportProgress(num_train_steps=config.train.num_steps, writer=writer)
+  step_fn(state, step, batch) -> (state, metrics, consecutive non-finite updates). Metrics are
+  averaged and written every train.log_every steps, checkpoints (state + data position) saved
+  every train.checkpoint_every steps, and each (every, action(state, done)) of `actions` runs every
+  `every` steps (0: never); all three also at the last step. SIGTERM saves and stops cleanly.
+  """
+  start = int(state.step)
+  report = periodic_actions.ReportProgress(num_train_steps=train.num_steps, writer=writer)
   preemption = _Preemption()
-  history, t = [], config.train
+  history = []
   try:
-    for step in range(start, t.num_steps):
-      # End-to-end: one T per step, a deterministic function of (seed, step) so resumes agree.
-      # Pair-wise draws T per example inside the step: one compiled step serves every T.
-      num_steps = (int(np.random.default_rng([config.seed, step]).choice(config.ntm.num_steps))
-                   if config.ntm.mode == "end_to_end" else max(config.ntm.num_steps))
-      batch = rt.global_batch(next(data_iter))
-      state, metrics, consecutive_nonfinite = rt.train_step(num_steps)(state, batch)
+    for step in range(start, train.num_steps):
+      state, metrics, consecutive_nonfinite = step_fn(state, step, next(data_iter))
       history.append(metrics)
       done = step + 1
+      last = done == train.num_steps
       report(done)
-      if done % t.log_every == 0 or done == t.num_steps:
+      if done % train.log_every == 0 or last:
         # Checked here, not every step, to keep dispatch asynchronous; skipped updates leave the
         # state untouched, so a late check loses nothing.
-        if int(consecutive_nonfinite) >= config.optim.max_consecutive_nonfinite:
+        if int(consecutive_nonfinite) >= max_consecutive_nonfinite:
           raise NonFiniteError(f"{int(consecutive_nonfinite)} consecutive non-finite updates "
-                               f"at step {done}; lower optim.peak_lr or check the data")
+                               f"at step {done}; lower the peak_lr or check the data")
         writer.write_scalars(done, likelihood.average(history))
         history = []
-      if done % t.checkpoint_every == 0 or done == t.num_steps or preemption.requested:
+      if done % train.checkpoint_every == 0 or last or preemption.requested:
         checkpointing.save(manager, done, state, data_iter)
-      if t.sample_every and (done % t.sample_every == 0 or done == t.num_steps):
-        path = write_samples(rt, state.ema_params, config, tokenizer, workdir, writer, done)
-        logging.info("Wrote samples to %s", path)
-      if t.eval_every and (done % t.eval_every == 0 or done == t.num_steps):
-        writer.write_scalars(done, likelihood.evaluate(rt, state.ema_params, config, tokenizer,
-                                                       done))
+      for every, action in actions:
+        if every and (done % every == 0 or last):
+          action(state, done)
       if preemption.requested:
         logging.warning("Stopped at step %d after SIGTERM; the checkpoint is saved", done)
         break
@@ -143,3 +134,69 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     writer.flush()
     preemption.restore()
   return state
+
+
+def make_train_loader(config: ml_collections.ConfigDict, tokenizer, batch_size: int):
+  return pipeline.make_loader(sources.make_source(config.data, "train"), tokenizer,
+                              global_batch_size=batch_size, seed=config.data.seed,
+                              worker_count=config.data.worker_count)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
+  """Trains (or resumes) to config.train.num_steps. Returns the final TrainState."""
+  check_workdir(workdir)
+  validate(config, config.train.batch_size)
+  rt = runtime_lib.build(config)
+  tokenizer = tokenizer_for(config)
+  data_iter = iter(make_train_loader(config, tokenizer, config.train.batch_size))
+  manager = checkpointing.make_manager(workdir, config.train)
+  from_fm = config.init.source == "flow_matching"
+  if from_fm:
+    fm_init.attach(rt, config)
+  state = checkpointing.restore(manager, rt.abstract_state, data_iter)
+  if state is None:
+    state = rt.create_state()
+    if from_fm:
+      state = fm_init.initial_state(rt, state)
+      logging.info("Starting from the flow-matching network in %s", config.init.fm_workdir)
+    else:
+      logging.info("Starting from scratch")
+  logging.info("Training from step %d to %d", int(state.step), config.train.num_steps)
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  if int(state.step) == 0:
+    writer.write_hparams({k: str(v) for k, v in config.to_dict().items()})
+
+  def step_fn(state, step, batch):
+    return rt.train_step(steps_for(config, step))(state, rt.global_batch(batch))
+
+  # No denoiser exists while the NTM trains: the grids use the full-NF samplers.
+  sample_config = config.sample.copy_and_resolve_references()
+  if sample_config.sampler in ("auto", "fast"):
+    sample_config.sampler = {"ntm": "full_nf", "flow_matching": "euler"}[config.method]
+
+  def sample(state, done):
+    path = write_samples(rt.sampler(sample_config), state.ema_params, config, tokenizer, workdir,
+                         writer, done)
+    logging.info("Wrote samples to %s", path)
+
+  def evaluate(state, done):
+    writer.write_scalars(done, likelihood.evaluate(rt, state.ema_params, config, tokenizer, done))
+
+  t = config.train
+  return run_steps(state, train=t, step_fn=step_fn, data_iter=data_iter, manager=manager,
+                   writer=writer,
+                   max_consecutive_nonfinite=config.optim.max_consecutive_nonfinite,
+                   actions=((t.sample_every, sample), (t.eval_every, evaluate)))
+
+
+def draw_num_steps(seed: int, step: int, choices) -> int:
+  """One T per step, a deterministic function of (seed, step) so that resumes agree."""
+  return int(np.random.default_rng([seed, step]).choice(choices))
+
+
+def steps_for(config: ml_collections.ConfigDict, step: int) -> int:
+  """T for a training step: end-to-end draws one of ntm.num_steps per step; pair-wise draws per
+  example inside the step, so it compiles for the largest T only."""
+  if config.ntm.mode == "end_to_end":
+    return draw_num_steps(config.seed, step, config.ntm.num_steps)
+  return max(config.ntm.num_steps)

@@ -24,6 +24,9 @@ class Runtime:
   abstract_state: Any  # ShapeDtypeStructs carrying their shardings
   state_shardings: Any
   num_params: int
+  # The frozen flow-matching network of the mean-alignment loss (train/fm_init.py), if any.
+  fm_graphdef: Any = None
+  fm_params: Any = None
   _train_steps: dict = dataclasses.field(default_factory=dict)
   _eval_steps: dict = dataclasses.field(default_factory=dict)
   _samplers: dict = dataclasses.field(default_factory=dict)
@@ -45,15 +48,19 @@ class Runtime:
         lambda x: jax.make_array_from_process_local_data(self.batch_sharding, x), local_batch)
 
   def train_step(self, num_steps: int) -> Callable:
-    """The jitted step for T = num_steps (one compilation per T), state donated."""
+    """(state, batch) -> (state, metrics, consecutive non-finite updates) for T = num_steps
+    (one compilation per T), state donated; the frozen FM network, if any, rides along."""
     if num_steps not in self._train_steps:
       step = functools.partial(state_lib.train_step, graphdef=self.graphdef, tx=self.tx,
-                               config=self.config, num_steps=num_steps)
+                               config=self.config, num_steps=num_steps,
+                               fm_graphdef=self.fm_graphdef)
       replicated = sharding.replicated(self.mesh)
+      fm_shardings = jax.tree.map(lambda x: x.sharding, self.fm_params)
       self._train_steps[num_steps] = jax.jit(
-          step, in_shardings=(self.state_shardings, self.batch_sharding),
+          step, in_shardings=(self.state_shardings, self.batch_sharding, fm_shardings),
           out_shardings=(self.state_shardings, replicated, replicated), donate_argnums=0)
-    return self._train_steps[num_steps]
+    jitted = self._train_steps[num_steps]
+    return lambda state, batch: jitted(state, batch, self.fm_params)
 
   def eval_step(self, num_steps: int) -> Callable:
     if num_steps not in self._eval_steps:
@@ -64,8 +71,11 @@ class Runtime:
   def sampler(self, sample_config: ml_collections.ConfigDict) -> Callable:
     """The jitted full-NF sampler for the settings of a `sample` config section."""
     s = sample_config
-    if s.sampler not in state_lib.SAMPLERS:
-      raise ValueError(f"sample.sampler must be one of {state_lib.SAMPLERS}, got {s.sampler!r}")
+    allowed = state_lib.MODEL_SAMPLERS[self.config.method]
+    if s.sampler not in allowed:
+      raise ValueError(f"sample.sampler must be one of {allowed} for method "
+                       f"{self.config.method!r}, got {s.sampler!r} (the NTM's fast sampler is "
+                       "DistillRuntime.fast_sampler)")
     settings = dict(sampler=s.sampler, num_steps=s.num_steps, guidance=s.guidance, t_min=s.t_min,
                     temperature=s.temperature)
     key = tuple(settings.values())
@@ -78,7 +88,7 @@ class Runtime:
 def build(config: ml_collections.ConfigDict, devices=None, check_memory: bool = True) -> Runtime:
   """Mesh, shapes and shardings of the state, and the fail-fast memory check: no allocation."""
   mesh = sharding.make_mesh(config.mesh, devices)
-  tx = state_lib.make_optimizer(config)
+  tx = state_lib.make_optimizer(config.optim, config.train.num_steps)
   graphdef, _ = nnx.split(state_lib.abstract_model(config))
   shapes = jax.eval_shape(functools.partial(state_lib.create_train_state, config, tx))
   num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(shapes.params))

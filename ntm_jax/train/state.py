@@ -14,7 +14,9 @@ import optax
 from flax import nnx
 
 from ntm_jax import denoise
+from ntm_jax import flow_matching
 from ntm_jax import ntm
+from ntm_jax import text_to_image
 from ntm_jax.data import pipeline
 from ntm_jax.train import sharding
 
@@ -35,16 +37,27 @@ def model_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
   return model
 
 
-def abstract_model(config: ml_collections.ConfigDict) -> ntm.NTM:
-  return nnx.eval_shape(lambda: ntm.NTM(model_config(config), rngs=nnx.Rngs(config.seed)))
+METHODS = ("ntm", "flow_matching")
 
 
-def lr_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
-  """Linear warmup to peak_lr, cosine decay to end_lr at the last step."""
-  o = config.optim
+def make_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs):
+  """The model `config.method` trains: the NTM or the flow-matching baseline."""
+  if config.method == "ntm":
+    return ntm.NTM(model_config(config), rngs=rngs)
+  if config.method == "flow_matching":
+    return flow_matching.FlowMatching(model_config(config), rngs=rngs)
+  raise ValueError(f"method must be one of {METHODS}, got {config.method!r}")
+
+
+def abstract_model(config: ml_collections.ConfigDict):
+  return nnx.eval_shape(lambda: make_model(config, nnx.Rngs(config.seed)))
+
+
+def lr_schedule(optim: ml_collections.ConfigDict, num_steps: int) -> optax.Schedule:
+  """Linear warmup to peak_lr, cosine decay to end_lr at step num_steps."""
   return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=o.peak_lr, warmup_steps=o.warmup_steps,
-      decay_steps=max(config.train.num_steps, o.warmup_steps + 1), end_value=o.end_lr)
+      init_value=0.0, peak_value=optim.peak_lr, warmup_steps=optim.warmup_steps,
+      decay_steps=max(num_steps, optim.warmup_steps + 1), end_value=optim.end_lr)
 
 
 def decay_mask(params):
@@ -54,36 +67,39 @@ def decay_mask(params):
       params)
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+def make_optimizer(optim: ml_collections.ConfigDict,
+                   num_steps: int) -> optax.GradientTransformation:
   """AdamW with warmup-cosine, global-norm clipping, decay on matrices only, and skipping of
-  non-finite updates (optax.apply_if_finite; the training loop aborts on a long run of them)."""
-  o = config.optim
-  schedule = lr_schedule(config)
-  adamw = optax.adamw(schedule, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay, mask=decay_mask)
-  tx = optax.chain(optax.clip_by_global_norm(o.grad_clip), adamw)
+  non-finite updates (optax.apply_if_finite; the training loop aborts on a long run of them).
+
+  `optim` is an optimizer section (config.optim or config.distill.optim)."""
+  schedule = lr_schedule(optim, num_steps)
+  adamw = optax.adamw(schedule, b1=optim.b1, b2=optim.b2, weight_decay=optim.weight_decay,
+                      mask=decay_mask)
+  tx = optax.chain(optax.clip_by_global_norm(optim.grad_clip), adamw)
   # The loop enforces the limit; apply_if_finite would apply NaNs after its own limit.
   return optax.apply_if_finite(tx, max_consecutive_errors=2**30)
 
 
 def create_train_state(config: ml_collections.ConfigDict, tx: optax.GradientTransformation):
   """Builds the state from scratch; jit this with out_shardings to create it sharded."""
-  model = ntm.NTM(model_config(config), rngs=nnx.Rngs(config.seed))
-  params = nnx.state(model)
+  params = nnx.state(make_model(config, nnx.Rngs(config.seed)))
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                     ema_params=params,
                     rng=jax.random.key_data(jax.random.key(config.seed)))
 
 
-def _nll_terms(model, batch, rng, config, num_steps, cfg_dropout):
+def _nll_terms(model, batch, rng, config, num_steps, cfg_dropout, mean_reference=None):
   images = pipeline.normalize_images(batch["image"])
-  text, mask = ntm.encode_text(model, batch["tokens"])
+  text, mask = text_to_image.encode_text(model, batch["tokens"])
   n = config.ntm
+  kwargs = dict(t_min_range=tuple(n.t_min_range), cfg_dropout=cfg_dropout,
+                mean_reference=mean_reference)
   if n.mode == "end_to_end":
-    return ntm.trajectory_nll(model, images, text, mask, rng, num_steps=num_steps,
-                              t_min_range=tuple(n.t_min_range), cfg_dropout=cfg_dropout)
+    return ntm.trajectory_nll(model, images, text, mask, rng, num_steps=num_steps, **kwargs)
   if n.mode == "pair_wise":
     return ntm.pair_wise_nll(model, images, text, mask, rng, num_steps_set=tuple(n.num_steps),
-                             t_min_range=tuple(n.t_min_range), cfg_dropout=cfg_dropout)
+                             **kwargs)
   raise ValueError(f"ntm.mode must be 'end_to_end' or 'pair_wise', got {n.mode!r}")
 
 
@@ -100,25 +116,61 @@ def nll_metrics(out, num_dims: int) -> dict:
   return metrics
 
 
-def train_step(state: TrainState, batch, *, graphdef, tx, config, num_steps: int):
-  """One AdamW step on the mean trajectory NLL per dimension; non-finite updates are skipped."""
+def train_step(state: TrainState, batch, frozen_fm=None, *, graphdef, tx, config,
+               num_steps: int, fm_graphdef=None):
+  """One AdamW step of config.method's loss; non-finite updates are skipped.
+
+  NTM: the mean trajectory NLL per dimension, plus, with frozen_fm (the parameters of the FM
+  network the NTM started from), the mean-alignment loss lambda(step) sum_k ||mu_P - mu_FM||^2
+  per dimension. Flow matching: the mean squared velocity error.
+  """
   rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  cfg_dropout = config.ntm.cfg_dropout
 
-  def loss_fn(params):
+  def ntm_loss(params):
     model = nnx.merge(graphdef, params)
-    out = _nll_terms(model, batch, rng, config, num_steps, config.ntm.cfg_dropout)
-    return jnp.mean(out["nll"]) / model.num_dims, nll_metrics(out, model.num_dims)
+    reference = None
+    if frozen_fm is not None:
+      reference = flow_matching.posterior_mean_reference(
+          nnx.merge(fm_graphdef, frozen_fm), config.model.predictor.sigma_floor)
+    out = _nll_terms(model, batch, rng, config, num_steps, cfg_dropout, reference)
+    loss, metrics = jnp.mean(out["nll"]) / model.num_dims, nll_metrics(out, model.num_dims)
+    if frozen_fm is not None:
+      a = config.init.mean_alignment
+      weight = flow_matching.alignment_weight(state.step, a.weight,
+                                              a.decay_steps or config.train.num_steps)
+      alignment = jnp.mean(out["mean_alignment"]) / model.num_dims
+      loss = loss + weight * alignment
+      metrics.update(mean_alignment_per_dim=alignment, mean_alignment_weight=weight)
+    return loss, metrics
 
+  def fm_loss(params):
+    model = nnx.merge(graphdef, params)
+    images = pipeline.normalize_images(batch["image"])
+    text, mask = text_to_image.encode_text(model, batch["tokens"])
+    loss = jnp.mean(flow_matching.loss(model, images, text, mask, rng, cfg_dropout=cfg_dropout))
+    return loss, {"fm_loss": loss}
+
+  loss_fn = fm_loss if config.method == "flow_matching" else ntm_loss
   (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  metrics["loss"] = loss
+  return apply_gradients(state, grads, metrics, tx=tx, optim=config.optim,
+                         num_steps=config.train.num_steps)
+
+
+def apply_gradients(state: TrainState, grads, metrics: dict, *, tx, optim, num_steps: int):
+  """The optimizer and EMA update shared by every training mode.
+
+  Returns (state, metrics + optimizer metrics, consecutive non-finite update count)."""
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   finite = opt_state.last_finite
   # EMA warmup: early averages must not be dominated by the initialization.
-  decay = jnp.minimum(config.optim.ema_decay, (1.0 + state.step) / (10.0 + state.step))
+  decay = jnp.minimum(optim.ema_decay, (1.0 + state.step) / (10.0 + state.step))
   ema = jax.tree.map(lambda e, p: jnp.where(finite, decay * e + (1 - decay) * p, e),
                      state.ema_params, params)
-  metrics.update(loss=loss, grad_norm=optax.tree.norm(grads),
-                 learning_rate=lr_schedule(config)(state.step),
+  metrics = dict(metrics, grad_norm=optax.tree.norm(grads),
+                 learning_rate=lr_schedule(optim, num_steps)(state.step),
                  skipped_updates_total=opt_state.total_notfinite.astype(jnp.float32))
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                             ema_params=ema)
@@ -126,16 +178,21 @@ def train_step(state: TrainState, batch, *, graphdef, tx, config, num_steps: int
 
 
 def eval_step(params, batch, rng, *, graphdef, config, num_steps: int):
-  """Held-out NLL of one batch (no CFG dropout), end-to-end at T = num_steps."""
+  """Held-out NLL of one batch (no CFG dropout), end-to-end at T = num_steps; for flow
+  matching, the held-out velocity error (num_steps unused)."""
   model = nnx.merge(graphdef, params)
   images = pipeline.normalize_images(batch["image"])
-  text, mask = ntm.encode_text(model, batch["tokens"])
+  text, mask = text_to_image.encode_text(model, batch["tokens"])
+  if config.method == "flow_matching":
+    return {"fm_loss": jnp.mean(flow_matching.loss(model, images, text, mask, rng))}
   out = ntm.trajectory_nll(model, images, text, mask, rng, num_steps=num_steps,
                            t_min_range=tuple(config.ntm.t_min_range))
   return nll_metrics(out, model.num_dims)
 
 
-SAMPLERS = ("full_nf", "full_nf_denoised")
+# The samplers that need the trained model only, per method; the NTM's fast sampler also needs
+# the distilled denoiser (train/distill.py).
+MODEL_SAMPLERS = {"ntm": ("full_nf", "full_nf_denoised"), "flow_matching": flow_matching.SAMPLERS}
 
 
 def sample_images(params, tokens, rng, *, graphdef, sampler: str, num_steps: int,
@@ -143,13 +200,18 @@ def sample_images(params, tokens, rng, *, graphdef, sampler: str, num_steps: int
   """Samples for token ids [batch, length]: float images in about [-1, 1].
 
   full_nf: predictor chain + transporter inverse (Algorithm 2); full_nf_denoised: the same,
-  then trajectory score denoising with the model's own joint score (Algorithm 3).
+  then trajectory score denoising with the model's own joint score (Algorithm 3). Flow
+  matching: euler / heun (ODE to t = 0; t_min and temperature unused) or posterior.
   """
   model = nnx.merge(graphdef, params)
-  text, mask = ntm.encode_text(model, tokens)
-  kwargs = dict(num_steps=num_steps, guidance=guidance, t_min=t_min, temperature=temperature)
-  if sampler == "full_nf":
-    return ntm.sample(model, rng, text, mask, **kwargs)
-  if sampler == "full_nf_denoised":
-    return denoise.sample_denoised(model, rng, text, mask, **kwargs)
-  raise ValueError(f"sample.sampler must be one of {SAMPLERS}, got {sampler!r}")
+  text, mask = text_to_image.encode_text(model, tokens)
+  ode = dict(num_steps=num_steps, guidance=guidance)
+  kwargs = dict(ode, t_min=t_min, temperature=temperature)
+  samplers = {
+      "full_nf": lambda: ntm.sample(model, rng, text, mask, **kwargs),
+      "full_nf_denoised": lambda: denoise.sample_denoised(model, rng, text, mask, **kwargs),
+      "euler": lambda: flow_matching.sample_euler(model, rng, text, mask, **ode),
+      "heun": lambda: flow_matching.sample_heun(model, rng, text, mask, **ode),
+      "posterior": lambda: flow_matching.sample_posterior(model, rng, text, mask, **kwargs),
+  }
+  return samplers[sampler]()

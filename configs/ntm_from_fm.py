@@ -1,0 +1,31 @@
+"""An NTM started from a flow-matching run of this codebase (METHOD.md 7, paper Section 3.3).
+
+The FM run must use the same preset (configs/fm.py:PRESET); pass its workdir:
+
+  python -m ntm_jax.main --config=configs/ntm_from_fm.py:tiny --workdir=/tmp/ntm_from_fm \\
+      --config.init.fm_workdir=/tmp/fm_tiny
+
+The predictor takes the posterior form (u0_hat = u_t - t v with the FM velocity), the delta
+head and the transporter start at zero / the identity, so step 0 is the FM posterior sampler.
+The mean-alignment loss (lambda = 2.5, cosine-decayed over the run) keeps the predictor's means
+near the frozen FM's; the learning rate is half the from-scratch one (paper: 5e-5 vs 1e-4).
+"""
+
+import importlib.util
+import os
+
+
+def _t2i():
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "t2i.py")
+  spec = importlib.util.spec_from_file_location("configs_t2i", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def get_config(preset: str = ""):
+  config = _t2i().get_config(preset)
+  config.model.predictor.parametrization = "posterior"
+  config.init.source = "flow_matching"
+  config.optim.peak_lr /= 2
+  return config
