@@ -175,6 +175,14 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
       batch_size=64,  # images per sampling call
   )
 
+  # --mode=eval: the likelihood report (NTM) and, on the shapes data, ShapesEval with each sampler.
+  config.eval = dict(
+      shapes_eval=True,  # run ShapesEval (only when data.source='shapes')
+      per_kind=100,  # prompts per category (and per held-out category) of the fixed suite
+      samples_per_prompt=4,  # images judged per prompt
+      samplers=("auto",),  # sample.sampler values to compare; settings from config.sample
+  )
+
   config.memory = dict(
       device_gb=0.0,  # memory per device for the fail-fast check (0 = ask the device)
   )
@@ -235,6 +243,7 @@ def _micro(config):
   config.train.update(batch_size=8, num_steps=20, log_every=5, checkpoint_every=10,
                       sample_every=0, eval_every=0, eval_batches=2)
   config.sample.update(prompts=DEMO_PROMPTS[:2], per_prompt=3, batch_size=4)
+  config.eval.update(per_kind=2, samples_per_prompt=1)
   config.distill.optim.update(warmup_steps=2)
   config.distill.train.update(batch_size=8, num_steps=10, log_every=5, checkpoint_every=5,
                               sample_every=0, eval_every=0, eval_batches=2)

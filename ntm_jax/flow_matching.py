@@ -44,8 +44,7 @@ class FlowMatching(text_to_image.TextToImageModel):
 
 def sample_times(rng, batch: int, num_tokens: int):
   """t = sigma(tau), tau ~ U(0, 1): the SD3 shift of the NTM's schedule, as a density."""
-  tau = jax.random.uniform(rng, (batch,), jnp.float32)
-  return trajectory.shifted_time(tau, 1.0, 0.0, num_tokens)
+  return trajectory.shift_time(jax.random.uniform(rng, (batch,), jnp.float32), num_tokens)
 
 
 def loss(fm: FlowMatching, images, text, text_mask, rng, *, cfg_dropout: float = 0.0):

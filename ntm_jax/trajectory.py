@@ -47,17 +47,22 @@ def schedule_shift(num_tokens: int) -> float:
   return 0.5 + 0.65 * (num_tokens - 256) / (4096 - 256)
 
 
+def shift_time(tau, num_tokens: int):
+  """The SD3 shift of a time tau in [0, 1]: e^mu tau / (e^mu tau + 1 - tau) (0 -> 0, 1 -> 1)."""
+  tau = jnp.asarray(tau, jnp.float32)
+  shift = math.exp(schedule_shift(num_tokens))
+  return shift * tau / (shift * tau + 1.0 - tau)
+
+
 def shifted_time(level, num_steps, t_min, num_tokens: int):
   """Time of `level` k in a T-step shifted schedule: t_min at k = 0, sigma_k otherwise.
 
-  sigma_k = e^mu / (e^mu + T / k - 1), so sigma_T = 1 exactly. All array arguments broadcast,
-  which lets every example carry its own T (multi-T training) and its own t_min.
+  sigma_k = shift_time(k / T) = e^mu / (e^mu + T / k - 1), so sigma_T = 1 exactly. All array
+  arguments broadcast, which lets every example carry its own T (multi-T training) and its own
+  t_min.
   """
   level = jnp.asarray(level, jnp.float32)
-  num_steps = jnp.asarray(num_steps, jnp.float32)
-  shift = math.exp(schedule_shift(num_tokens))
-  safe_level = jnp.maximum(level, 1.0)
-  sigma = shift / (shift + num_steps / safe_level - 1.0)
+  sigma = shift_time(level / jnp.asarray(num_steps, jnp.float32), num_tokens)
   return jnp.where(level == 0, jnp.asarray(t_min, jnp.float32), sigma)
 
 

@@ -12,6 +12,7 @@ from helpers import build, random_text, randomize, tiny_model_config
 from ntm_jax import flow_matching
 from ntm_jax import ntm
 from ntm_jax import predictor
+from ntm_jax import trajectory
 from ntm_jax.data import pipeline, sources
 from ntm_jax.train import fm_init
 from ntm_jax.train import loop
@@ -85,6 +86,14 @@ def test_init_needs_the_posterior_form_and_matching_sizes():
                                               "predictor.width": 64}))
   with pytest.raises(ValueError, match="shape mismatch"):
     flow_matching.init_ntm_from_fm(nnx.state(wider), nnx.state(fm))
+
+
+def test_training_times_cover_the_unit_interval_with_the_schedule_shift():
+  t = np.asarray(flow_matching.sample_times(jax.random.key(0), 20_000, num_tokens=16))
+  assert 0.0 <= t.min() < 0.01 and 0.99 < t.max() <= 1.0
+  tau = np.linspace(0.0, 1.0, 9)[1:]  # the shifted schedule's levels are the same map
+  np.testing.assert_allclose(np.quantile(t, tau[:-1]),
+                             trajectory.shifted_time(np.arange(1, 8), 8, 0.0, 16), atol=0.01)
 
 
 def test_euler_with_many_steps_approaches_heun():

@@ -76,14 +76,21 @@ def test_sample_mode_with_trajectory_denoising(trained):
     generate.sample(micro(**{"sample.sampler": "magic"}), workdir, ["a red circle"])
 
 
-def test_eval_mode_writes_the_likelihood_report(trained):
+def test_eval_mode_writes_the_likelihood_and_shapes_eval_reports(trained):
   workdir, config, _ = trained
-  with open(generate.evaluate(config, workdir), encoding="utf-8") as f:
+  path = generate.evaluate(config, workdir)
+  with open(path, encoding="utf-8") as f:
     report = json.load(f)
   assert report["step"] == 20
   for key in ("nll_nats_per_dim", "bits_per_dim", "bound_x_t0_nats_per_dim",
               "level_0_nats_per_dim", "level_4_nats_per_dim"):
-    assert np.isfinite(report[f"eval_T4/{key}"])
+    assert np.isfinite(report["likelihood"][f"eval_T4/{key}"])
+  (entry,) = report["shapes_eval"]
+  assert entry["sampler"] == "full_nf" and entry["prompts"] == 2 * 7 + 2 * 3
+  assert 0.0 <= entry["seen"]["overall"] <= 1.0 and "held_out" in entry
+  with open(path[:-len(".json")] + ".md", encoding="utf-8") as f:
+    text = f.read()
+  assert "| T | NLL nats/dim" in text and "### Held-out combinations" in text
 
 
 def _batches(config, count):

@@ -188,6 +188,28 @@ class SceneSampler:
         return scene
 
 
+def inside(obj: SceneObject, x, y):
+  """Whether points (x, y) (pixel units, arrays) lie inside the drawn object."""
+  dx, dy = x - obj.x, y - obj.y
+  if obj.shape == "circle":
+    return dx**2 + dy**2 <= obj.radius**2
+  if obj.shape == "square":
+    return (np.abs(dx) <= obj.radius * 0.85) & (np.abs(dy) <= obj.radius * 0.85)
+  # triangle with apex up: half-width grows linearly from apex to base
+  depth = (dy + obj.radius) / (2 * obj.radius)
+  return (depth >= 0) & (depth <= 1) & (np.abs(dx) <= depth * obj.radius)
+
+
+def coverage(obj: SceneObject, rows: slice, cols: slice) -> np.ndarray:
+  """Fraction of each pixel of the window [rows, cols] the object covers (4x4 supersampled)."""
+  def axis(window):
+    return (np.arange(window.start * SUPERSAMPLE, window.stop * SUPERSAMPLE) + 0.5) / SUPERSAMPLE
+  x, y = np.meshgrid(axis(cols), axis(rows))
+  covered = inside(obj, x, y).astype(np.float32)
+  h, w = rows.stop - rows.start, cols.stop - cols.start
+  return covered.reshape(h, SUPERSAMPLE, w, SUPERSAMPLE).mean(axis=(1, 3))
+
+
 def render(scene: Scene, canvas: int) -> np.ndarray:
   """Anti-aliased rendering (4x supersampled): uint8 [canvas, canvas, 3]."""
   size = canvas * SUPERSAMPLE
@@ -196,15 +218,7 @@ def render(scene: Scene, canvas: int) -> np.ndarray:
   image = np.empty((size, size, 3), np.float32)
   image[:] = BACKGROUND
   for obj in scene.objects:
-    dx, dy = x - obj.x, y - obj.y
-    if obj.shape == "circle":
-      inside = dx**2 + dy**2 <= obj.radius**2
-    elif obj.shape == "square":
-      inside = (np.abs(dx) <= obj.radius * 0.85) & (np.abs(dy) <= obj.radius * 0.85)
-    else:  # triangle with apex up: half-width grows linearly from apex to base
-      depth = (dy + obj.radius) / (2 * obj.radius)
-      inside = (depth >= 0) & (depth <= 1) & (np.abs(dx) <= depth * obj.radius)
-    image[inside] = COLORS[obj.color]
+    image[inside(obj, x, y)] = COLORS[obj.color]
   pooled = image.reshape(canvas, SUPERSAMPLE, canvas, SUPERSAMPLE, 3).mean(axis=(1, 3))
   return np.round(pooled).astype(np.uint8)
 

@@ -1,9 +1,6 @@
 """Likelihood report: held-out trajectory NLL (nats/dim, bits/dim), per level, and the marginal
 bound on x_t0, at every step count T the model was trained for."""
 
-import json
-import os
-
 import jax
 import numpy as np
 from clu import metrics as clu_metrics
@@ -22,13 +19,19 @@ def average(history: list) -> dict:
   return {name: float(metric.compute()) for name, metric in averages.items()}
 
 
+def held_out_batches(rt, config, tokenizer, batch_size: int, count: int) -> list:
+  """The first `count` global batches of the evaluation split, in a fixed order."""
+  loader = pipeline.make_loader(sources.make_source(config.data, "eval"), tokenizer,
+                                global_batch_size=batch_size, seed=config.data.seed,
+                                shuffle=False, num_epochs=1)
+  return [rt.global_batch(b) for b, _ in zip(loader, range(count))]
+
+
 def evaluate(rt, params, config, tokenizer, step: int) -> dict:
   """Held-out trajectory NLL at every trained T (flow matching: the velocity error), averaged
   over eval_batches batches."""
-  loader = pipeline.make_loader(sources.make_source(config.data, "eval"), tokenizer,
-                                global_batch_size=config.train.batch_size, seed=config.data.seed,
-                                shuffle=False, num_epochs=1)
-  batches = [rt.global_batch(b) for b, _ in zip(loader, range(config.train.eval_batches))]
+  batches = held_out_batches(rt, config, tokenizer, config.train.batch_size,
+                             config.train.eval_batches)
   results = {}
   # Flow matching has no step count: one held-out velocity error.
   step_counts = config.ntm.num_steps if config.method == "ntm" else (0,)
@@ -38,12 +41,3 @@ def evaluate(rt, params, config, tokenizer, step: int) -> dict:
     prefix = f"eval_T{num_steps}" if num_steps else "eval"
     results.update({f"{prefix}/{k}": v for k, v in average(history).items()})
   return results
-
-
-def write_report(results: dict, workdir: str, step: int) -> str:
-  """Writes the report as JSON (workdir/eval/likelihood_step_N.json); returns the path."""
-  path = os.path.join(workdir, "eval", f"likelihood_step_{step:08d}.json")
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "w", encoding="utf-8") as f:
-    json.dump({"step": step, **results}, f, indent=1, sort_keys=True)
-  return path

@@ -21,7 +21,6 @@ from flax import nnx
 from ntm_jax import denoise
 from ntm_jax import text_to_image
 from ntm_jax.data import pipeline
-from ntm_jax.data import sources
 from ntm_jax.evaluate import likelihood
 from ntm_jax.train import checkpointing
 from ntm_jax.train import loop
@@ -193,11 +192,9 @@ def restore_denoiser(config: ml_collections.ConfigDict, workdir: str,
 
 def evaluate(drt: DistillRuntime, params, ntm_params, config, tokenizer, step: int) -> dict:
   """Held-out distillation error (EMA denoiser) at every trained T."""
-  loader = pipeline.make_loader(sources.make_source(config.data, "eval"), tokenizer,
-                                global_batch_size=config.distill.train.batch_size,
-                                seed=config.data.seed, shuffle=False, num_epochs=1)
-  batches = [drt.ntm.global_batch(b)
-             for b, _ in zip(loader, range(config.distill.train.eval_batches))]
+  t = config.distill.train
+  batches = likelihood.held_out_batches(drt.ntm, config, tokenizer, t.batch_size,
+                                        t.eval_batches)
   results = {}
   for num_steps in config.ntm.num_steps:
     history = [drt.eval_step(num_steps)(params, ntm_params, batch,

@@ -1,4 +1,4 @@
-"""--mode=sample and --mode=eval: load the latest checkpoint and use its EMA parameters."""
+"""--mode=sample and --mode=eval: load the latest checkpoints and use their EMA parameters."""
 
 import json
 import os
@@ -7,16 +7,19 @@ import ml_collections
 from absl import logging
 
 from ntm_jax.evaluate import likelihood
+from ntm_jax.evaluate import reports
+from ntm_jax.evaluate import shapes_eval
 from ntm_jax.train import checkpointing
 from ntm_jax.train import distill
 from ntm_jax.train import grids
 from ntm_jax.train import loop
 from ntm_jax.train import state as state_lib
 
-def resolve_sampler(config: ml_collections.ConfigDict, workdir: str) -> str:
-  """config.sample.sampler, with 'auto' resolved: for the NTM the fast sampler once a distilled
-  denoiser exists, else full NF; for flow matching Euler."""
-  name, method = config.sample.sampler, config.method
+
+def resolve_sampler(config: ml_collections.ConfigDict, workdir: str, name=None) -> str:
+  """A sampler name (default config.sample.sampler) with 'auto' resolved: for the NTM the fast
+  sampler once a distilled denoiser exists, else full NF; for flow matching Euler."""
+  name, method = name or config.sample.sampler, config.method
   allowed = ("auto",) + state_lib.MODEL_SAMPLERS[method] + (("fast",) if method == "ntm" else ())
   if name not in allowed:
     raise ValueError(f"sample.sampler must be one of {allowed} for method {method!r}, got "
@@ -28,20 +31,29 @@ def resolve_sampler(config: ml_collections.ConfigDict, workdir: str) -> str:
   return "fast" if distill.has_denoiser(workdir) else "full_nf"
 
 
+def make_sampler(config, workdir: str, rt, sample_config):
+  """(params, tokens, rng) -> images for a sample section whose sampler is resolved, and the
+  settings it adds to reports (the denoiser's step for the fast sampler)."""
+  if sample_config.sampler == "fast":
+    drt, denoiser_state = distill.restore_denoiser(config, workdir, rt)
+    return (drt.fast_sampler(sample_config, denoiser_state.ema_params),
+            {"denoiser_step": int(denoiser_state.step)})
+  return rt.sampler(sample_config), {}
+
+
+def _sample_config(config, workdir: str, sampler=None) -> ml_collections.ConfigDict:
+  s = config.sample.copy_and_resolve_references()
+  s.sampler = resolve_sampler(config, workdir, sampler)
+  return s
+
+
 def sample(config: ml_collections.ConfigDict, workdir: str, prompts=None) -> str:
   """Samples every prompt sample.per_prompt times; writes a PNG grid and a JSON of settings."""
-  s = config.sample.copy_and_resolve_references()
-  s.sampler = resolve_sampler(config, workdir)
+  s = _sample_config(config, workdir)
   prompts = grids.read_prompts(prompts or s.prompts, s.prompts_file)
   rt, state = checkpointing.restore_latest(config, workdir)
   step = int(state.step)
-  settings = {"checkpoint_step": step}
-  if s.sampler == "fast":
-    drt, denoiser_state = distill.restore_denoiser(config, workdir, rt)
-    sampler = drt.fast_sampler(s, denoiser_state.ema_params)
-    settings["denoiser_step"] = int(denoiser_state.step)
-  else:
-    sampler = rt.sampler(s)
+  sampler, extra = make_sampler(config, workdir, rt, s)
   images = grids.sample_prompts(sampler, state.ema_params, loop.tokenizer_for(config), prompts,
                                 per_prompt=s.per_prompt, seed=s.seed, batch_size=s.batch_size)
   stem = os.path.join(workdir, "samples", f"sample_step{step}_{s.sampler}_T{s.num_steps}_"
@@ -49,21 +61,47 @@ def sample(config: ml_collections.ConfigDict, workdir: str, prompts=None) -> str
   os.makedirs(os.path.dirname(stem), exist_ok=True)
   grids.save_png(stem + ".png", grids.make_grid(images, s.per_prompt),
                  scale=max(1, 128 // images.shape[1]))
-  settings.update({"prompts": prompts, "per_prompt": s.per_prompt, "num_steps": s.num_steps,
-                   "guidance": s.guidance, "t_min": s.t_min, "temperature": s.temperature,
-                   "seed": s.seed, "batch_size": s.batch_size, "sampler": s.sampler,
-                   "grid": "one row per prompt, one column per sample"})
+  settings = {"checkpoint_step": step, **extra, "prompts": prompts, "per_prompt": s.per_prompt,
+              "num_steps": s.num_steps, "guidance": s.guidance, "t_min": s.t_min,
+              "temperature": s.temperature, "seed": s.seed, "batch_size": s.batch_size,
+              "sampler": s.sampler, "grid": "one row per prompt, one column per sample"}
   with open(stem + ".json", "w", encoding="utf-8") as f:
     json.dump(settings, f, indent=1)
   logging.info("Wrote %s.png and .json", stem)
   return stem + ".png"
 
 
+def shapes_eval_report(config, workdir: str, rt, params, sampler_name: str,
+                       num_steps=None) -> dict:
+  """ShapesEval of one sampler (settings from config.sample, T = num_steps if given)."""
+  s = _sample_config(config, workdir, sampler_name)
+  if num_steps:
+    s.num_steps = num_steps
+  sampler, extra = make_sampler(config, workdir, rt, s)
+  e = config.eval
+  suite = shapes_eval.prompt_suite(tuple(map(tuple, config.data.held_out_combinations)),
+                                   per_kind=e.per_kind)
+  images = grids.sample_prompts(sampler, params, loop.tokenizer_for(config),
+                                [p.caption for p in suite], per_prompt=e.samples_per_prompt,
+                                seed=s.seed, batch_size=s.batch_size)
+  return {"suite": shapes_eval.SUITE_VERSION, "sampler": s.sampler, "num_steps": s.num_steps,
+          "guidance": s.guidance, "t_min": s.t_min, "prompts": len(suite),
+          "samples_per_prompt": e.samples_per_prompt, **extra,
+          **shapes_eval.score(suite, images, e.samples_per_prompt)}
+
+
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> str:
-  """Held-out likelihood report of the latest checkpoint's EMA parameters, as JSON."""
+  """The evaluation suite on the latest checkpoint's EMA parameters: the held-out likelihood
+  report (flow matching: velocity error) and, on shapes data, ShapesEval with every sampler of
+  config.eval.samplers. Writes workdir/eval/report_step_N.json and .md; returns the JSON path."""
   rt, state = checkpointing.restore_latest(config, workdir)
   step = int(state.step)
-  results = likelihood.evaluate(rt, state.ema_params, config, loop.tokenizer_for(config), step)
-  path = likelihood.write_report(results, workdir, step)
-  logging.info("Likelihood report: %s", json.dumps(results, indent=1, sort_keys=True))
+  report = {"step": step, "method": config.method,
+            "likelihood": likelihood.evaluate(rt, state.ema_params, config,
+                                              loop.tokenizer_for(config), step)}
+  if config.eval.shapes_eval and config.data.source == "shapes":
+    report["shapes_eval"] = [shapes_eval_report(config, workdir, rt, state.ema_params, name)
+                             for name in config.eval.samplers]
+  path = reports.write(report, os.path.join(workdir, "eval", f"report_step_{step:08d}"))
+  logging.info("Evaluation report: %s", path)
   return path

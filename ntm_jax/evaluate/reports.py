@@ -1,0 +1,66 @@
+"""Evaluation reports as JSON (everything) and markdown (the tables a reader looks at)."""
+
+import json
+import os
+
+from ntm_jax.data import shapes
+
+
+def likelihood_table(results: dict) -> list:
+  """Markdown rows of a likelihood.evaluate result: one row per step count T."""
+  prefixes = sorted({k.split("/", 1)[0] for k in results}, key=lambda p: (len(p), p))
+  levels = sorted({k.split("/")[1] for k in results if "/level_" in k},
+                  key=lambda name: int(name.split("_")[1]))
+  if not any("nll_nats_per_dim" in k for k in results):  # flow matching
+    return ["| held-out velocity MSE |", "|---|",
+            *[f"| {results[p + '/fm_loss']:.4f} |" for p in prefixes]]
+  header = ["T", "NLL nats/dim", "bits/dim", "bits/8-bit dim", "bound on -log p(x_t0)"]
+  rows = ["| " + " | ".join(header + [name.replace("_nats_per_dim", "") for name in levels]) +
+          " |", "|" + "---|" * (len(header) + len(levels))]
+  for p in prefixes:
+    values = [results[f"{p}/{k}"] for k in ("nll_nats_per_dim", "bits_per_dim",
+                                            "bits_per_8bit_dim", "bound_x_t0_nats_per_dim")]
+    values += [results[f"{p}/{name}"] for name in levels]
+    rows.append(f"| {p.removeprefix('eval_T')} | " + " | ".join(f"{v:.3f}" for v in values) +
+                " |")
+  return rows
+
+
+def shapes_eval_table(entries: list, split: str) -> list:
+  """Markdown rows of ShapesEval accuracies: one row per evaluated sampler."""
+  entries = [e for e in entries if split in e]
+  if not entries:
+    return []
+  kinds = [k for k in shapes.KINDS if k in entries[0][split]["per_category"]]
+  rows = ["| sampler | T | " + " | ".join(kinds) + " | overall |",
+          "|---|---|" + "---|" * (len(kinds) + 1)]
+  for e in entries:
+    scores = e[split]["per_category"]
+    rows.append(f"| {e['sampler']} | {e['num_steps']} | " +
+                " | ".join(f"{scores[k]:.3f}" for k in kinds) + f" | {e[split]['overall']:.3f} |")
+  return rows
+
+
+def markdown(report: dict) -> str:
+  lines = [f"# Evaluation at step {report['step']} ({report['method']})", "",
+           "## Held-out likelihood (EMA parameters)", "", *likelihood_table(report["likelihood"])]
+  if report.get("shapes_eval"):
+    first = report["shapes_eval"][0]
+    lines += ["", f"## ShapesEval ({first['suite']}, {first['prompts']} prompts x "
+              f"{first['samples_per_prompt']} samples, guidance {first['guidance']:g}, "
+              f"t_min {first['t_min']:g})"]
+    for split, title in (("seen", "Seen combinations"), ("held_out", "Held-out combinations")):
+      table = shapes_eval_table(report["shapes_eval"], split)
+      if table:
+        lines += ["", f"### {title}", "", *table]
+  return "\n".join(lines) + "\n"
+
+
+def write(report: dict, stem: str) -> str:
+  """Writes stem.json and stem.md; returns the JSON path."""
+  os.makedirs(os.path.dirname(stem), exist_ok=True)
+  with open(stem + ".json", "w", encoding="utf-8") as f:
+    json.dump(report, f, indent=1, sort_keys=True)
+  with open(stem + ".md", "w", encoding="utf-8") as f:
+    f.write(markdown(report))
+  return stem + ".json"
