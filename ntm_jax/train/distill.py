@@ -227,6 +227,8 @@ def distill(config: ml_collections.ConfigDict, workdir: str):
     logging.info("Denoiser: starting from scratch")
   logging.info("Distilling from step %d to %d", int(state.step), d.train.num_steps)
   writer = metric_writers.create_default_writer(out, just_logging=jax.process_index() > 0)
+  if int(state.step) == 0:
+    writer.write_hparams({k: str(v) for k, v in config.to_dict().items()})
 
   def step_fn(state, step, batch):
     # One T per step from (seed, step), as in end-to-end training, so resumes agree.

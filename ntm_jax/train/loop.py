@@ -1,4 +1,5 @@
-"""Likelihood training (Algorithm 1): train_and_evaluate(config, workdir).
+"""Training: train_and_evaluate(config, workdir) trains config.method (the NTM by likelihood,
+Algorithm 1, or the flow-matching baseline); run_steps is the loop it shares with distillation.
 
 Resumes from the latest checkpoint (state and data position), writes metrics through clu
 (TensorBoard + log), reports progress, saves sample grids as PNG, evaluates held-out NLL, and on
