@@ -32,6 +32,7 @@ from ntm_jax.train import checkpointing
 from ntm_jax.train import fm_init
 from ntm_jax.train import grids
 from ntm_jax.train import loop
+from ntm_jax.train import runtime
 
 
 def _configure(config, steps: int):
@@ -42,7 +43,7 @@ def _configure(config, steps: int):
 
 def _nll_curve(config, workdir: str, extra_states=()) -> list:
   """Held-out NLL of the EMA parameters at every kept checkpoint (and of extra (step, state))."""
-  rt, _ = checkpointing.restore_latest(config, workdir)
+  rt = runtime.build(config)
   manager = checkpointing.make_manager(workdir, config.train, asynchronous=False)
   tokenizer = loop.tokenizer_for(config)
   points = list(extra_states) + [

@@ -8,20 +8,11 @@ with the flow-matching loss (ntm_jax/flow_matching.py).
 Its checkpoint can start an NTM: configs/ntm_from_fm.py.
 """
 
-import importlib.util
-import os
-
-
-def _t2i():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "t2i.py")
-  spec = importlib.util.spec_from_file_location("configs_t2i", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from ntm_jax import config_files
 
 
 def get_config(preset: str = ""):
-  config = _t2i().get_config(preset)
+  config = config_files.sibling(__file__, "t2i").get_config(preset)
   config.method = "flow_matching"
   config.sample.update(sampler="euler", t_min=0.0)  # Euler to t = 0 at sample.num_steps
   return config

@@ -11,20 +11,11 @@ The mean-alignment loss (lambda = 2.5, cosine-decayed over the run) keeps the pr
 near the frozen FM's; the learning rate is half the from-scratch one (paper: 5e-5 vs 1e-4).
 """
 
-import importlib.util
-import os
-
-
-def _t2i():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "t2i.py")
-  spec = importlib.util.spec_from_file_location("configs_t2i", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from ntm_jax import config_files
 
 
 def get_config(preset: str = ""):
-  config = _t2i().get_config(preset)
+  config = config_files.sibling(__file__, "t2i").get_config(preset)
   config.model.predictor.parametrization = "posterior"
   config.init.source = "flow_matching"
   config.optim.peak_lr /= 2

@@ -8,12 +8,11 @@ from flax import nnx
 
 from configs import fm as fm_configs
 from configs import ntm_from_fm
-from helpers import build, random_text, randomize, tiny_model_config
+from helpers import build, random_text, randomize, tiny_model_config, train_batches
 from ntm_jax import flow_matching
 from ntm_jax import ntm
 from ntm_jax import predictor
 from ntm_jax import trajectory
-from ntm_jax.data import pipeline, sources
 from ntm_jax.train import fm_init
 from ntm_jax.train import loop
 from ntm_jax.train import runtime
@@ -108,14 +107,6 @@ def test_euler_with_many_steps_approaches_heun():
   assert errors[2] < 0.15 * errors[0]  # first order: 16x the steps, ~1/16 the error asymptotically
 
 
-def _batches(config, count):
-  loader = pipeline.make_loader(sources.make_source(config.data, "train"),
-                                loop.tokenizer_for(config),
-                                global_batch_size=config.train.batch_size, seed=0)
-  iterator = iter(loader)
-  return [next(iterator) for _ in range(count)]
-
-
 @pytest.fixture(scope="module")
 def fm_workdir(tmp_path_factory):
   """A micro FM run through the training system (checkpoints, logging, eval)."""
@@ -131,7 +122,7 @@ def test_fm_loss_decreases():
   rt = runtime.build(config)
   state, step = rt.create_state(), rt.train_step(4)
   losses = []
-  for batch in _batches(config, 60):
+  for batch in train_batches(config, 60):
     state, metrics, _ = step(state, rt.global_batch(batch))
     losses.append(float(metrics["fm_loss"]))
   assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
@@ -143,7 +134,7 @@ def test_finetuning_from_fm_starts_aligned_and_lowers_the_nll(fm_workdir):
   rt = runtime.build(config)
   fm_init.attach(rt, config)
   state = fm_init.initial_state(rt, rt.create_state())
-  batches = [rt.global_batch(b) for b in _batches(config, 31)]
+  batches = [rt.global_batch(b) for b in train_batches(config, 31)]
   held_out = batches.pop()
   nll = lambda s: float(rt.eval_step(4)(s.params, held_out, jax.random.key(0))[
       "nll_nats_per_dim"])

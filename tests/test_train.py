@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from configs import t2i
+from helpers import train_batches
 from ntm_jax.train import checkpointing
 from ntm_jax.train import generate
 from ntm_jax.train import loop
@@ -93,21 +94,12 @@ def test_eval_mode_writes_the_likelihood_and_shapes_eval_reports(trained):
   assert "| T | NLL nats/dim" in text and "### Held-out combinations" in text
 
 
-def _batches(config, count):
-  from ntm_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
-  loader = pipeline.make_loader(sources.make_source(config.data, "train"),
-                                loop.tokenizer_for(config),
-                                global_batch_size=config.train.batch_size, seed=0)
-  iterator = iter(loader)
-  return [next(iterator) for _ in range(count)]
-
-
 def test_loss_decreases_over_a_short_run():
   config = micro(**{"train.num_steps": 60})
   rt = runtime.build(config)
   state, step = rt.create_state(), rt.train_step(4)
   losses = []
-  for batch in _batches(config, 60):
+  for batch in train_batches(config, 60):
     state, metrics, _ = step(state, rt.global_batch(batch))
     losses.append(float(metrics["loss"]))
   assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.3
@@ -117,7 +109,7 @@ def test_non_finite_update_is_skipped_and_counted():
   config = micro()
   rt = runtime.build(config)
   state, step = rt.create_state(), rt.train_step(4)
-  batch = _batches(config, 1)[0]
+  batch = train_batches(config, 1)[0]
   before = jax.tree.map(np.asarray, (state.params, state.ema_params, state.opt_state.inner_state))
   poisoned = {**batch, "image": np.where(np.arange(8)[:, None, None, None] == 0, np.nan,
                                          batch["image"].astype(np.float32))}
@@ -137,6 +129,7 @@ import os, signal, sys
 from absl import flags
 flags.FLAGS.mark_as_parsed()
 from configs import t2i
+from helpers import train_batches
 from ntm_jax.train import checkpointing, loop
 original_save = checkpointing.save
 def save_or_die(manager, step, *args):
@@ -193,6 +186,7 @@ import jax, numpy as np
 from absl import flags
 flags.FLAGS.mark_as_parsed()
 from configs import t2i
+from helpers import train_batches
 from ntm_jax.data import pipeline, sources
 from ntm_jax.train import loop, runtime
 config = t2i.get_config("micro")

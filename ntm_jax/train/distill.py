@@ -15,7 +15,6 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 from absl import logging
-from clu import metric_writers
 from flax import nnx
 
 from ntm_jax import denoise
@@ -61,10 +60,9 @@ def _targets(ntm_params, batch, rng, *, ntm_graphdef, config, num_steps: int):
   return targets, jax.lax.stop_gradient(text), mask
 
 
-def _error_metrics(prediction, targets) -> dict:
+def _error_metrics(mse, targets) -> dict:
   """MSE and PSNR (images in [-1, 1], peak-to-peak 2) against the target, and how far the
   target is from the noisy x_t0 the predictor chain stops at."""
-  mse = jnp.mean(jnp.square(prediction - targets["target"]))
   moved = jnp.mean(jnp.square(targets["x_t0"] - targets["target"]))
   return {"mse": mse, "psnr": 10.0 * jnp.log10(4.0 / mse), "target_vs_x_t0_mse": moved}
 
@@ -76,13 +74,10 @@ def distill_step(state, ntm_params, batch, *, graphdef, ntm_graphdef, tx, config
   targets, text, mask = _targets(ntm_params, batch, rng, ntm_graphdef=ntm_graphdef,
                                  config=config, num_steps=num_steps)
 
-  def loss_fn(params):
-    denoiser = nnx.merge(graphdef, params)
-    prediction = denoiser(targets["u_t0"], targets["t0"], targets["num_steps"], text, mask)
-    return jnp.mean(jnp.square(prediction - targets["target"])), prediction
-
-  (loss, prediction), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  metrics = dict(_error_metrics(prediction, targets), loss=loss)
+  loss_fn = lambda params: denoise.distillation_loss(nnx.merge(graphdef, params), targets,
+                                                     text, mask)
+  loss, grads = jax.value_and_grad(loss_fn)(state.params)
+  metrics = dict(_error_metrics(loss, targets), loss=loss)
   d = config.distill
   return state_lib.apply_gradients(state, grads, metrics, tx=tx, optim=d.optim,
                                    num_steps=d.train.num_steps)
@@ -92,9 +87,8 @@ def eval_step(params, ntm_params, batch, rng, *, graphdef, ntm_graphdef, config,
               num_steps: int):
   targets, text, mask = _targets(ntm_params, batch, rng, ntm_graphdef=ntm_graphdef,
                                  config=config, num_steps=num_steps)
-  denoiser = nnx.merge(graphdef, params)
-  prediction = denoiser(targets["u_t0"], targets["t0"], targets["num_steps"], text, mask)
-  return _error_metrics(prediction, targets)
+  mse = denoise.distillation_loss(nnx.merge(graphdef, params), targets, text, mask)
+  return _error_metrics(mse, targets)
 
 
 def fast_sample_images(params, denoiser_params, tokens, rng, *, graphdef, denoiser_graphdef,
@@ -226,9 +220,7 @@ def distill(config: ml_collections.ConfigDict, workdir: str):
     state = drt.create_state()
     logging.info("Denoiser: starting from scratch")
   logging.info("Distilling from step %d to %d", int(state.step), d.train.num_steps)
-  writer = metric_writers.create_default_writer(out, just_logging=jax.process_index() > 0)
-  if int(state.step) == 0:
-    writer.write_hparams({k: str(v) for k, v in config.to_dict().items()})
+  writer = loop.make_writer(out, config, int(state.step))
 
   def step_fn(state, step, batch):
     # One T per step from (seed, step), as in end-to-end training, so resumes agree.

@@ -26,9 +26,9 @@ def resolve_sampler(config: ml_collections.ConfigDict, workdir: str, name=None) 
                      f"{name!r}")
   if name != "auto":
     return name
-  if method == "flow_matching":
-    return "euler"
-  return "fast" if distill.has_denoiser(workdir) else "full_nf"
+  if method == "ntm" and distill.has_denoiser(workdir):
+    return "fast"
+  return state_lib.DEFAULT_SAMPLERS[method]
 
 
 def make_sampler(config, workdir: str, rt, sample_config):

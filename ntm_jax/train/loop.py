@@ -25,6 +25,7 @@ from ntm_jax.train import checkpointing
 from ntm_jax.train import fm_init
 from ntm_jax.train import grids
 from ntm_jax.train import runtime as runtime_lib
+from ntm_jax.train import state as state_lib
 
 
 class NonFiniteError(RuntimeError):
@@ -137,6 +138,14 @@ def run_steps(state, *, train: ml_collections.ConfigDict, step_fn: Callable, dat
   return state
 
 
+def make_writer(run_dir: str, config: ml_collections.ConfigDict, step: int):
+  """clu writer (TensorBoard + log; log only on processes > 0); a new run records its config."""
+  writer = metric_writers.create_default_writer(run_dir, just_logging=jax.process_index() > 0)
+  if step == 0:
+    writer.write_hparams({k: str(v) for k, v in config.to_dict().items()})
+  return writer
+
+
 def make_train_loader(config: ml_collections.ConfigDict, tokenizer, batch_size: int):
   return pipeline.make_loader(sources.make_source(config.data, "train"), tokenizer,
                               global_batch_size=batch_size, seed=config.data.seed,
@@ -163,17 +172,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     else:
       logging.info("Starting from scratch")
   logging.info("Training from step %d to %d", int(state.step), config.train.num_steps)
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  if int(state.step) == 0:
-    writer.write_hparams({k: str(v) for k, v in config.to_dict().items()})
+  writer = make_writer(workdir, config, int(state.step))
 
   def step_fn(state, step, batch):
     return rt.train_step(steps_for(config, step))(state, rt.global_batch(batch))
 
-  # No denoiser exists while the NTM trains: the grids use the full-NF samplers.
+  # No denoiser exists while the NTM trains: the grids use the model's own default sampler.
   sample_config = config.sample.copy_and_resolve_references()
   if sample_config.sampler in ("auto", "fast"):
-    sample_config.sampler = {"ntm": "full_nf", "flow_matching": "euler"}[config.method]
+    sample_config.sampler = state_lib.DEFAULT_SAMPLERS[config.method]
 
   def sample(state, done):
     path = write_samples(rt.sampler(sample_config), state.ema_params, config, tokenizer, workdir,

@@ -69,7 +69,8 @@ class Runtime:
     return self._eval_steps[num_steps]
 
   def sampler(self, sample_config: ml_collections.ConfigDict) -> Callable:
-    """The jitted full-NF sampler for the settings of a `sample` config section."""
+    """The jitted sampler (params, tokens, rng) -> images for a `sample` config section: the
+    model's own samplers (state.MODEL_SAMPLERS); the NTM's fast one needs the denoiser."""
     s = sample_config
     allowed = state_lib.MODEL_SAMPLERS[self.config.method]
     if s.sampler not in allowed:

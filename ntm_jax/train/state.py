@@ -193,6 +193,8 @@ def eval_step(params, batch, rng, *, graphdef, config, num_steps: int):
 # The samplers that need the trained model only, per method; the NTM's fast sampler also needs
 # the distilled denoiser (train/distill.py).
 MODEL_SAMPLERS = {"ntm": ("full_nf", "full_nf_denoised"), "flow_matching": flow_matching.SAMPLERS}
+# What 'auto' means when no denoiser is around (while training, or before --mode=distill).
+DEFAULT_SAMPLERS = {"ntm": "full_nf", "flow_matching": "euler"}
 
 
 def sample_images(params, tokens, rng, *, graphdef, sampler: str, num_steps: int,
