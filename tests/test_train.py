@@ -129,7 +129,6 @@ import os, signal, sys
 from absl import flags
 flags.FLAGS.mark_as_parsed()
 from configs import t2i
-from helpers import train_batches
 from ntm_jax.train import checkpointing, loop
 original_save = checkpointing.save
 def save_or_die(manager, step, *args):
@@ -186,7 +185,6 @@ import jax, numpy as np
 from absl import flags
 flags.FLAGS.mark_as_parsed()
 from configs import t2i
-from helpers import train_batches
 from ntm_jax.data import pipeline, sources
 from ntm_jax.train import loop, runtime
 config = t2i.get_config("micro")
