@@ -1,10 +1,13 @@
 """Sample quality and likelihood of trained runs: NTM at 4 steps with each of its samplers vs
-the flow-matching baseline at 4 and 50 Euler steps, on ShapesEval and the likelihood report.
+the flow-matching baseline at 4 and 50 Euler steps, on the likelihood report and on ShapesEval
+(shapes presets) or class accuracy + Frechet distance of the in-repo classifier (MNIST-family).
 
   python bench/quality.py --preset=tiny --ntm_workdir=DIR [--fm_workdir=DIR] [--per_kind=100]
+  python bench/quality.py --preset=mnist_tiny --ntm_workdir=DIR --fm_workdir=DIR
 
-The NTM's fast sampler is included when --ntm_workdir holds a distilled denoiser. Prints one
-JSON object whose "markdown" entry is the BENCHMARKS.md table.
+The NTM's fast sampler is included when --ntm_workdir holds a distilled denoiser. Both runs are
+scored by one classifier (--classifier_dir, default NTM_WORKDIR/classifier; trained on first
+use). Prints one JSON object whose "markdown" entry is the BENCHMARKS.md table.
 """
 
 import argparse
@@ -27,15 +30,32 @@ from ntm_jax.train import generate
 from ntm_jax.train import loop
 
 
-def _run(config, workdir: str, samplers, per_kind: int, samples_per_prompt: int) -> dict:
-  config.eval.update(per_kind=per_kind, samples_per_prompt=samples_per_prompt)
+def _run(config, workdir: str, samplers, args) -> dict:
+  config.eval.update(per_kind=args.per_kind, samples_per_prompt=args.samples_per_prompt,
+                     samples_per_class=args.samples_per_class)
+  config.eval.classifier.dir = args.classifier_dir or os.path.join(args.ntm_workdir, "classifier")
   rt, state = checkpointing.restore_latest(config, workdir)
   return {"step": int(state.step),
           "likelihood": likelihood.evaluate(rt, state.ema_params, config,
                                             loop.tokenizer_for(config), int(state.step)),
-          "shapes_eval": [generate.shapes_eval_report(config, workdir, rt, state.ema_params,
-                                                      name, steps)
-                          for name, steps in samplers]}
+          **generate.sample_quality(config, workdir, rt, state.ema_params, samplers)}
+
+
+def _tables(runs: dict) -> list:
+  """Markdown: the sample-quality table of every run's samplers, then the NTM likelihood."""
+  renamed = lambda entries, name: [dict(e, sampler=f"{name} {e['sampler']}") for e in entries]
+  tables = []
+  if "shapes_eval" in runs["ntm"]:
+    entries = [e for name, run in runs.items() for e in renamed(run["shapes_eval"], name)]
+    for split in ("seen", "held_out"):
+      tables += [f"ShapesEval, {split}:", "", *reports.shapes_eval_table(entries, split), ""]
+  if "class_metrics" in runs["ntm"]:
+    entries = [e for name, run in runs.items()
+               for e in renamed(run["class_metrics"]["samplers"], name)]
+    tables += [reports.classifier_note(runs["ntm"]["class_metrics"]), "",
+               *reports.class_metrics_table(entries), ""]
+  return tables + ["NTM held-out likelihood:", "",
+                   *reports.likelihood_table(runs["ntm"]["likelihood"])]
 
 
 def main():
@@ -45,25 +65,20 @@ def main():
   parser.add_argument("--fm_workdir", default="")
   parser.add_argument("--per_kind", type=int, default=100)
   parser.add_argument("--samples_per_prompt", type=int, default=4)
+  parser.add_argument("--samples_per_class", type=int, default=100)
+  parser.add_argument("--classifier_dir", default="")
   args = parser.parse_args()
   flags.FLAGS.mark_as_parsed()  # grain reads absl flags
   logging.set_verbosity(logging.WARNING)
   ntm_samplers = [("full_nf", 4), ("full_nf_denoised", 4)]
   if distill.has_denoiser(args.ntm_workdir):
     ntm_samplers.append(("fast", 4))
-  size = (args.per_kind, args.samples_per_prompt)
-  runs = {"ntm": _run(t2i.get_config(args.preset), args.ntm_workdir, ntm_samplers, *size)}
+  runs = {"ntm": _run(t2i.get_config(args.preset), args.ntm_workdir, ntm_samplers, args)}
   if args.fm_workdir:
     runs["fm"] = _run(fm_configs.get_config(args.preset), args.fm_workdir,
-                      [("euler", 4), ("euler", 50)], *size)
-  entries = [dict(e, sampler=f"{name} {e['sampler']}")
-             for name, run in runs.items() for e in run["shapes_eval"]]
-  tables = []
-  for split in ("seen", "held_out"):
-    tables += [f"ShapesEval, {split}:", "", *reports.shapes_eval_table(entries, split), ""]
-  tables += ["NTM held-out likelihood:", "", *reports.likelihood_table(runs["ntm"]["likelihood"])]
+                      [("euler", 4), ("euler", 50)], args)
   print(json.dumps({"bench": "quality", "backend": jax.default_backend(), "preset": args.preset,
-                    "runs": runs, "markdown": "\n".join(tables)}, indent=1))
+                    "runs": runs, "markdown": "\n".join(_tables(runs))}, indent=1))
 
 
 if __name__ == "__main__":

