@@ -11,7 +11,6 @@ counts, so reports carry the distance between two real sets of the same size as 
 """
 
 import dataclasses
-import json
 import os
 
 import jax
@@ -23,6 +22,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from flax import nnx
 
+from ntm_jax import files
 from ntm_jax.data import pipeline
 from ntm_jax.data import sources
 
@@ -131,20 +131,19 @@ def load_or_train(directory: str, data: ml_collections.ConfigDict,
   """The classifier stored in `directory` (orbax params + classifier.json), or one trained on
   train_source's images and saved there. Returns (model, description), the description holding
   its accuracy on all of test_source."""
-  directory = os.path.abspath(directory)
-  meta_path = os.path.join(directory, "classifier.json")
+  directory = files.path(directory)
+  meta_path = directory / "classifier.json"
   wanted = _description(data, settings)
   num_classes = len(train_source.class_captions)
-  if os.path.isfile(meta_path):
-    with open(meta_path, encoding="utf-8") as f:
-      stored = json.load(f)
+  if meta_path.exists():
+    stored = files.read_json(meta_path)
     if {k: stored.get(k) for k in wanted} != wanted:
       raise ValueError(f"the classifier in {directory} was trained for {stored}, not {wanted}: "
                        "point eval.classifier.dir elsewhere or delete it")
     graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Classifier(num_classes,
                                                                      rngs=nnx.Rngs(0))))
     with ocp.StandardCheckpointer() as checkpointer:
-      params = checkpointer.restore(os.path.join(directory, "params"), abstract)
+      params = checkpointer.restore(directory / "params", abstract)
     return nnx.merge(graphdef, params), stored
   logging.info("Training the evaluation classifier (%d steps) into %s", settings.steps, directory)
   model = train(*train_source.arrays(), num_classes, steps=settings.steps,
@@ -154,9 +153,8 @@ def load_or_train(directory: str, data: ml_collections.ConfigDict,
                      test_accuracy=accuracy(model, *test_source.arrays()),
                      test_images=len(test_source))
   with ocp.StandardCheckpointer() as checkpointer:
-    checkpointer.save(os.path.join(directory, "params"), nnx.state(model))
-  with open(meta_path, "w", encoding="utf-8") as f:
-    json.dump(description, f, indent=1)
+    checkpointer.save(directory / "params", nnx.state(model))
+  files.write_json(meta_path, description)
   logging.info("Evaluation classifier: %.4f held-out accuracy", description["test_accuracy"])
   return model, description
 

@@ -1,8 +1,6 @@
 """Evaluation reports as JSON (everything) and markdown (the tables a reader looks at)."""
 
-import json
-import os
-
+from ntm_jax import files
 from ntm_jax.data import shapes
 
 
@@ -82,9 +80,6 @@ def markdown(report: dict) -> str:
 
 def write(report: dict, stem: str) -> str:
   """Writes stem.json and stem.md; returns the JSON path."""
-  os.makedirs(os.path.dirname(stem), exist_ok=True)
-  with open(stem + ".json", "w", encoding="utf-8") as f:
-    json.dump(report, f, indent=1, sort_keys=True)
-  with open(stem + ".md", "w", encoding="utf-8") as f:
-    f.write(markdown(report))
+  files.write_json(stem + ".json", report)
+  files.write_text(stem + ".md", markdown(report))
   return stem + ".json"

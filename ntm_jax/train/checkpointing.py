@@ -8,6 +8,7 @@ import grain
 import ml_collections
 import orbax.checkpoint as ocp
 
+from ntm_jax import files
 from ntm_jax.train import runtime as runtime_lib
 
 
@@ -18,7 +19,7 @@ def make_manager(run_dir: str, train: ml_collections.ConfigDict,
   run_dir is the workdir for likelihood training, workdir/distill for the denoiser."""
   options = ocp.CheckpointManagerOptions(max_to_keep=train.keep_checkpoints,
                                          enable_async_checkpointing=asynchronous)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(run_dir), "checkpoints"),
+  return ocp.CheckpointManager(files.path(run_dir) / "checkpoints",
                                options=options, item_names=("state", "data"))
 
 

@@ -18,6 +18,7 @@ from absl import logging
 from flax import nnx
 
 from ntm_jax import denoise
+from ntm_jax import files
 from ntm_jax import text_to_image
 from ntm_jax.data import pipeline
 from ntm_jax.evaluate import likelihood
@@ -167,8 +168,8 @@ def build(config: ml_collections.ConfigDict, ntm_runtime: runtime_lib.Runtime) -
 
 
 def has_denoiser(workdir: str) -> bool:
-  directory = os.path.join(run_dir(workdir), "checkpoints")
-  return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
+  directory = files.path(run_dir(workdir)) / "checkpoints"
+  return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
 
 
 def restore_denoiser(config: ml_collections.ConfigDict, workdir: str,

@@ -1,12 +1,12 @@
 """--mode=sample and --mode=eval: load the latest checkpoints and use their EMA parameters."""
 
-import json
 import os
 
 import ml_collections
 import numpy as np
 from absl import logging
 
+from ntm_jax import files
 from ntm_jax.data import sources
 from ntm_jax.evaluate import classifier
 from ntm_jax.evaluate import likelihood
@@ -61,15 +61,13 @@ def sample(config: ml_collections.ConfigDict, workdir: str, prompts=None) -> str
                                 per_prompt=s.per_prompt, seed=s.seed, batch_size=s.batch_size)
   stem = os.path.join(workdir, "samples", f"sample_step{step}_{s.sampler}_T{s.num_steps}_"
                       f"w{s.guidance:g}_seed{s.seed}")
-  os.makedirs(os.path.dirname(stem), exist_ok=True)
   grids.save_png(stem + ".png", grids.make_grid(images, s.per_prompt),
                  scale=max(1, 128 // images.shape[1]))
   settings = {"checkpoint_step": step, **extra, "prompts": prompts, "per_prompt": s.per_prompt,
               "num_steps": s.num_steps, "guidance": s.guidance, "t_min": s.t_min,
               "temperature": s.temperature, "seed": s.seed, "batch_size": s.batch_size,
               "sampler": s.sampler, "grid": "one row per prompt, one column per sample"}
-  with open(stem + ".json", "w", encoding="utf-8") as f:
-    json.dump(settings, f, indent=1)
+  files.write_json(stem + ".json", settings)
   logging.info("Wrote %s.png and .json", stem)
   return stem + ".png"
 

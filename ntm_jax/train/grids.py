@@ -4,6 +4,7 @@ import jax
 import numpy as np
 from PIL import Image
 
+from ntm_jax import files
 from ntm_jax.data import pipeline
 
 
@@ -24,7 +25,7 @@ def save_png(path: str, grid: np.ndarray, scale: int = 1) -> None:
   image = Image.fromarray(grid)
   if scale > 1:
     image = image.resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
-  image.save(path)
+  files.write_png(path, image)
 
 
 def sample_prompts(sampler, params, tokenizer, prompts, *, per_prompt: int, seed: int,

@@ -17,6 +17,7 @@ from absl import logging
 from clu import metric_writers
 from clu import periodic_actions
 
+from ntm_jax import files
 from ntm_jax import text as text_lib
 from ntm_jax.data import pipeline
 from ntm_jax.data import sources
@@ -40,11 +41,9 @@ def tokenizer_for(config: ml_collections.ConfigDict) -> text_lib.HashedWordToken
 def check_workdir(workdir: str) -> None:
   """Fails before any training when the workdir cannot be created or written."""
   try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, ".write_test")
-    with open(probe, "w", encoding="utf-8") as f:
-      f.write("ok")
-    os.remove(probe)
+    probe = files.writable_directory(workdir) / ".write_test"
+    probe.write_text("ok")
+    probe.unlink()
   except OSError as err:
     raise PermissionError(f"workdir {workdir!r} is not writable: {err}") from err
 
@@ -73,7 +72,6 @@ def write_samples(sampler: Callable, params, config, tokenizer, run_dir: str, wr
                                 per_prompt=s.per_prompt, seed=s.seed, batch_size=s.batch_size)
   grid = grids.make_grid(images, s.per_prompt)
   path = os.path.join(run_dir, "samples", f"step_{step:08d}.png")
-  os.makedirs(os.path.dirname(path), exist_ok=True)
   grids.save_png(path, grid, scale=max(1, 128 // images.shape[1]))
   writer.write_images(step, {"samples": grid[None]})
   return path
