@@ -39,5 +39,9 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["ntm_jax", "ntm_jax.*"]),
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest==8.4.2", "pytest-xdist==3.8.0"]},
+    extras_require={
+        "test": ["pytest==8.4.2", "pytest-xdist==3.8.0"],
+        "tpu": ["jax[tpu]==0.10.2"],  # libtpu for Cloud TPU VMs (launch/tpu_pod.sh)
+        "cuda": ["jax[cuda12]==0.10.2"],  # CUDA 12 plugin and libraries (launch/slurm_gpu.sbatch)
+    },
 )
