@@ -4,6 +4,7 @@ the flow-matching baseline at 4 and 50 Euler steps, on the likelihood report and
 
   python bench/quality.py --preset=tiny --ntm_workdir=DIR [--fm_workdir=DIR] [--per_kind=100]
   python bench/quality.py --preset=mnist_tiny --ntm_workdir=DIR --fm_workdir=DIR
+  python bench/quality.py --preset=fashion_mnist_tiny ... --set=data.fashion_mnist_dir=DIR
 
 The NTM's fast sampler is included when --ntm_workdir holds a distilled denoiser. Both runs are
 scored by one classifier (--classifier_dir, default NTM_WORKDIR/classifier; trained on first
@@ -11,6 +12,7 @@ use). Prints one JSON object whose "markdown" entry is the BENCHMARKS.md table.
 """
 
 import argparse
+import ast
 import json
 import os
 import sys
@@ -28,6 +30,20 @@ from ntm_jax.train import checkpointing
 from ntm_jax.train import distill
 from ntm_jax.train import generate
 from ntm_jax.train import loop
+
+
+def _config(get_config, args):
+  """The preset's config with the --set KEY=VALUE overrides (values as Python literals or
+  strings)."""
+  config = get_config(args.preset)
+  for item in args.set:
+    key, value = item.split("=", 1)
+    try:
+      value = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      pass  # a plain string
+    config.update_from_flattened_dict({key: value})
+  return config
 
 
 def _run(config, workdir: str, samplers, args) -> dict:
@@ -67,15 +83,17 @@ def main():
   parser.add_argument("--samples_per_prompt", type=int, default=4)
   parser.add_argument("--samples_per_class", type=int, default=100)
   parser.add_argument("--classifier_dir", default="")
+  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="config override for both runs, e.g. data.fashion_mnist_dir=DIR")
   args = parser.parse_args()
   flags.FLAGS.mark_as_parsed()  # grain reads absl flags
   logging.set_verbosity(logging.WARNING)
   ntm_samplers = [("full_nf", 4), ("full_nf_denoised", 4)]
   if distill.has_denoiser(args.ntm_workdir):
     ntm_samplers.append(("fast", 4))
-  runs = {"ntm": _run(t2i.get_config(args.preset), args.ntm_workdir, ntm_samplers, args)}
+  runs = {"ntm": _run(_config(t2i.get_config, args), args.ntm_workdir, ntm_samplers, args)}
   if args.fm_workdir:
-    runs["fm"] = _run(fm_configs.get_config(args.preset), args.fm_workdir,
+    runs["fm"] = _run(_config(fm_configs.get_config, args), args.fm_workdir,
                       [("euler", 4), ("euler", 50)], args)
   print(json.dumps({"bench": "quality", "backend": jax.default_backend(), "preset": args.preset,
                     "runs": runs, "markdown": "\n".join(_tables(runs))}, indent=1))
