@@ -2,6 +2,8 @@
 matrix square root, a classifier that learns separable classes, storage and reuse, and metrics
 that separate real images from noise."""
 
+import os
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -59,6 +61,10 @@ def test_classifier_learns_separable_classes_and_is_stored_for_reuse(mnist_confi
   changed.eval.classifier.steps = 10
   with pytest.raises(ValueError, match="was trained for"):
     classifier.make_judge(changed, "unused")
+  # Interrupted after the parameters were saved: retrained over them, to the same classifier.
+  os.remove(os.path.join(mnist_config.eval.classifier.dir, "classifier.json"))
+  retrained = classifier.make_judge(mnist_config, "unused")
+  assert retrained.description == judge.description
 
 
 def test_class_metrics_separate_real_images_from_noise(mnist_config, judge):

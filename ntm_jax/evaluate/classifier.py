@@ -153,7 +153,8 @@ def load_or_train(directory: str, data: ml_collections.ConfigDict,
                      test_accuracy=accuracy(model, *test_source.arrays()),
                      test_images=len(test_source))
   with ocp.StandardCheckpointer() as checkpointer:
-    checkpointer.save(directory / "params", nnx.state(model))
+    # force: parameters left by a run interrupted before classifier.json was written
+    checkpointer.save(directory / "params", nnx.state(model), force=True)
   files.write_json(meta_path, description)
   logging.info("Evaluation classifier: %.4f held-out accuracy", description["test_accuracy"])
   return model, description
