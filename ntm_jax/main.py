@@ -1,7 +1,8 @@
 """Entry point: python -m ntm_jax.main --config=configs/t2i.py[:preset] --workdir=DIR --mode=...
 
 Modes: train (train or resume), distill (train or resume the learned denoiser of a trained
-NTM), sample (PNG grid + JSON from the latest checkpoints), eval (held-out likelihood report).
+NTM), sample (PNG grid + JSON from the latest checkpoints), eval (held-out likelihood report plus
+ShapesEval or, on MNIST-family data, classifier class metrics; JSON + markdown).
 Config values are overridden with --config.section.key=value.
 """
 
