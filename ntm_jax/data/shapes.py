@@ -32,6 +32,7 @@ PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles"}
 # Kinds whose caption names colours: the only ones that can name a held-out combination.
 COLOR_KINDS = ("colors", "color_attribution", "composite")
 SUPERSAMPLE = 4
+RADIUS_RANGE = (0.12, 0.2)  # object radii, as fractions of the canvas
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,12 +77,13 @@ def _noun(shape: str, color: str | None = None) -> str:
   return f"{_article(words)} {words}"
 
 
-def _place(rng, count: int, canvas: int, radius_range, placed=()) -> list | None:
-  """Centres and radii for `count` non-overlapping objects, or None after too many tries."""
+def place(rng, count: int, canvas: int, placed=()) -> list | None:
+  """Centres and radii for `count` non-overlapping objects (radii in RADIUS_RANGE of the
+  canvas) next to `placed` ones, or None after too many tries."""
   boxes = list(placed)
   for _ in range(count):
     for _attempt in range(100):
-      r = rng.uniform(*radius_range)
+      r = rng.uniform(*(f * canvas for f in RADIUS_RANGE))
       x, y = rng.uniform(r, canvas - r, size=2)
       if all(max(abs(x - bx), abs(y - by)) > r + br + 1.0 for bx, by, br in boxes):
         boxes.append((x, y, r))
@@ -105,11 +107,10 @@ class SceneSampler:
     if unknown:
       raise ValueError(f"unknown prompt kinds {sorted(unknown)}; known: {KINDS}")
     self.canvas, self.held_out, self.kinds = canvas, frozenset(map(tuple, held_out)), tuple(kinds)
-    self.radius_range = (0.12 * canvas, 0.2 * canvas)
     self.allowed = [(c, s) for c in COLORS for s in SHAPES if (c, s) not in self.held_out]
 
   def _objects(self, rng, pairs, placed=()):
-    boxes = _place(rng, len(pairs), self.canvas, self.radius_range, placed)
+    boxes = place(rng, len(pairs), self.canvas, placed)
     if boxes is None:
       return None
     return [SceneObject(s, c, x, y, r) for (c, s), (x, y, r) in zip(pairs, boxes)]

@@ -153,8 +153,8 @@ def detect(image: np.ndarray, min_area: float, max_error: float = 0.35,
 
 def min_object_area(canvas: int) -> float:
   """A third of the smallest object the domain draws (an apex-up triangle of the minimum
-  radius 0.12 canvas has area 2 r^2)."""
-  return 2.0 * (0.12 * canvas) ** 2 / 3.0
+  radius has area 2 r^2)."""
+  return 2.0 * (shapes.RADIUS_RANGE[0] * canvas) ** 2 / 3.0
 
 
 def _matches(detection: Detection, item: Item) -> bool:
@@ -202,11 +202,10 @@ def render_prompt(prompt: Prompt, canvas: int, rng) -> np.ndarray:
   """A clean render of a scene that satisfies the prompt, unnamed colours drawn at random (for
   the judge's self-test)."""
   palette = tuple(shapes.COLORS)
-  radius_range = (0.12 * canvas, 0.2 * canvas)
   while True:
     pairs = [(item.shape, item.color or palette[rng.integers(len(palette))])
              for item in prompt.items for _ in range(item.count or 1)]
-    boxes = shapes._place(rng, len(pairs), canvas, radius_range)  # pylint: disable=protected-access
+    boxes = shapes.place(rng, len(pairs), canvas)
     if boxes is None:
       continue
     objects = [shapes.SceneObject(s, c, x, y, r) for (s, c), (x, y, r) in zip(pairs, boxes)]
