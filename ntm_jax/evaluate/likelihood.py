@@ -27,17 +27,25 @@ def held_out_batches(rt, config, tokenizer, batch_size: int, count: int) -> list
   return [rt.global_batch(b) for b, _ in zip(loader, range(count))]
 
 
+def average_per_step_count(eval_fn, batches: list, step_counts, step: int) -> dict:
+  """{"eval_T<T>/<metric>": mean over batches} of eval_fn(T, batch, rng) for every T (T = 0:
+  "eval/<metric>"); batch i gets the key fold_in(key(step), i) at every T."""
+  results = {}
+  for num_steps in step_counts:
+    history = [eval_fn(num_steps, batch, jax.random.fold_in(jax.random.key(step), i))
+               for i, batch in enumerate(batches)]
+    prefix = f"eval_T{num_steps}" if num_steps else "eval"
+    results.update({f"{prefix}/{k}": v for k, v in average(history).items()})
+  return results
+
+
 def evaluate(rt, params, config, tokenizer, step: int) -> dict:
   """Held-out trajectory NLL at every trained T (flow matching: the velocity error), averaged
   over eval_batches batches."""
   batches = held_out_batches(rt, config, tokenizer, config.train.batch_size,
                              config.train.eval_batches)
-  results = {}
   # Flow matching has no step count: one held-out velocity error.
   step_counts = config.ntm.num_steps if config.method == "ntm" else (0,)
-  for num_steps in step_counts:
-    history = [rt.eval_step(num_steps)(params, batch, jax.random.fold_in(jax.random.key(step), i))
-               for i, batch in enumerate(batches)]
-    prefix = f"eval_T{num_steps}" if num_steps else "eval"
-    results.update({f"{prefix}/{k}": v for k, v in average(history).items()})
-  return results
+  return average_per_step_count(
+      lambda num_steps, batch, rng: rt.eval_step(num_steps)(params, batch, rng), batches,
+      step_counts, step)

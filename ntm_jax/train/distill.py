@@ -58,7 +58,7 @@ def _targets(ntm_params, batch, rng, *, ntm_graphdef, config, num_steps: int):
   targets = denoise.distillation_targets(
       model, images, text, mask, rng, num_steps=num_steps, t_min_range=tuple(d.t_min_range),
       clip_percentile=d.clip_percentile or None)
-  return targets, jax.lax.stop_gradient(text), mask
+  return targets, text, mask  # constants: only the denoiser's parameters are differentiated
 
 
 def _error_metrics(mse, targets) -> dict:
@@ -190,14 +190,9 @@ def evaluate(drt: DistillRuntime, params, ntm_params, config, tokenizer, step: i
   t = config.distill.train
   batches = likelihood.held_out_batches(drt.ntm, config, tokenizer, t.batch_size,
                                         t.eval_batches)
-  results = {}
-  for num_steps in config.ntm.num_steps:
-    history = [drt.eval_step(num_steps)(params, ntm_params, batch,
-                                        jax.random.fold_in(jax.random.key(step), i))
-               for i, batch in enumerate(batches)]
-    results.update({f"eval_T{num_steps}/{k}": v
-                    for k, v in likelihood.average(history).items()})
-  return results
+  return likelihood.average_per_step_count(
+      lambda num_steps, batch, rng: drt.eval_step(num_steps)(params, ntm_params, batch, rng),
+      batches, config.ntm.num_steps, step)
 
 
 def distill(config: ml_collections.ConfigDict, workdir: str):
