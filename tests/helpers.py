@@ -60,6 +60,18 @@ def train_batches(config: ml_collections.ConfigDict, count: int) -> list:
   return [next(iterator) for _ in range(count)]
 
 
+def training_losses(config: ml_collections.ConfigDict, metric: str, count: int) -> list:
+  """`metric` after each of `count` training steps from a fresh state (T = 4)."""
+  from ntm_jax.train import runtime  # pylint: disable=g-import-not-at-top
+  rt = runtime.build(config)
+  state, step = rt.create_state(), rt.train_step(4)
+  losses = []
+  for batch in train_batches(config, count):
+    state, metrics, _ = step(state, rt.global_batch(batch))
+    losses.append(float(metrics[metric]))
+  return losses
+
+
 def synthetic_class_images(seed: int, count: int):
   """MNIST-like uint8 [count, 28, 28] images whose class (0-9) is where a bright 8x8 block sits
   (a 5 x 2 grid of places), over faint noise; labels [count]."""

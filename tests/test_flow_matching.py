@@ -9,6 +9,7 @@ from flax import nnx
 from configs import fm as fm_configs
 from configs import ntm_from_fm
 from helpers import build, random_text, randomize, tiny_model_config, train_batches
+from helpers import training_losses
 from ntm_jax import flow_matching
 from ntm_jax import ntm
 from ntm_jax import predictor
@@ -118,13 +119,7 @@ def fm_workdir(tmp_path_factory):
 
 
 def test_fm_loss_decreases():
-  config = fm_configs.get_config("micro")
-  rt = runtime.build(config)
-  state, step = rt.create_state(), rt.train_step(4)
-  losses = []
-  for batch in train_batches(config, 60):
-    state, metrics, _ = step(state, rt.global_batch(batch))
-    losses.append(float(metrics["fm_loss"]))
+  losses = training_losses(fm_configs.get_config("micro"), "fm_loss", 60)
   assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
 
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from configs import t2i
-from helpers import train_batches
+from helpers import train_batches, training_losses
 from ntm_jax.train import checkpointing
 from ntm_jax.train import generate
 from ntm_jax.train import loop
@@ -95,13 +95,7 @@ def test_eval_mode_writes_the_likelihood_and_shapes_eval_reports(trained):
 
 
 def test_loss_decreases_over_a_short_run():
-  config = micro(**{"train.num_steps": 60})
-  rt = runtime.build(config)
-  state, step = rt.create_state(), rt.train_step(4)
-  losses = []
-  for batch in train_batches(config, 60):
-    state, metrics, _ = step(state, rt.global_batch(batch))
-    losses.append(float(metrics["loss"]))
+  losses = training_losses(micro(**{"train.num_steps": 60}), "loss", 60)
   assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.3
 
 
