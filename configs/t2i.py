@@ -57,6 +57,8 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
       # `sudo apt-get install dataset-fashion-mnist`; preset 'fashion_mnist_tiny')
       source="shapes",
       image_size=64,  # square images, pixels
+      channels=3,  # 3: RGB; 1: grey (MNIST-family data: a third of the dimensions, no colour
+                   # noise; grids and classifiers see the grey samples as RGB)
       seed=0,  # the shapes domain: example i is a pure function of (seed, i)
       num_train_examples=10_000_000,  # virtual size of the procedural training set
       num_eval_examples=10_000,  # size of the evaluation set
@@ -86,6 +88,8 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
           num_heads=24,  # query heads (head dim 128)
           num_kv_heads=8,  # grouped-query key/value heads
           scale_bound=2.0,  # |log-scale| soft bound per token and channel
+          channel_mixing=False,  # an invertible expm((1 - t) M) over each token's channels
+                                 # before every block (beyond the paper; see transporter.py)
       ),
       predictor=dict(
           depth=24,  # Transformer layers
@@ -94,6 +98,9 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
           num_kv_heads=8,  # grouped-query key/value heads (paper: 8)
           parametrization="direct",  # 'direct' or 'posterior' (used to start from flow matching)
           sigma_floor=1e-3,  # posterior form: sigma >= floor * exp(delta) as s -> 0
+          data_variance=0.0,  # posterior form: adds the x_0 uncertainty of N(0, this) data to
+                              # sigma (0: exactly the FM posterior at init; > 0: a finite start
+                              # from scratch, e.g. 0.5 for data in [-1, 1])
           delta_mean=True,  # posterior form: learned mean correction (False: "no delta mean")
       ),
       text_encoder=dict(
@@ -186,6 +193,8 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
       guidance=3.0,  # classifier-free guidance scale w >= 0
       t_min=0.0,  # cleanest level the sampler stops at
       temperature=1.0,  # scale of every predictor step's noise (1 = exact model, 0 = means)
+      final_temperature=-1.0,  # the last step's noise scale instead (-1: temperature; 0: its
+                               # mean, as DDPM's last step)
       seed=0,  # sampling noise
       batch_size=64,  # images per sampling call
   )

@@ -104,10 +104,12 @@ def distillation_loss(denoiser: Denoiser, targets: dict, text, text_mask):
 
 
 def sample_fast(model: ntm.NTM, denoiser: Denoiser, rng, text, text_mask, *, num_steps: int,
-                guidance: float = 0.0, t_min: float = 0.0, temperature: float = 1.0):
+                guidance: float = 0.0, t_min: float = 0.0, temperature: float = 1.0,
+                final_temperature: float = -1.0):
   """T predictor steps + one denoiser pass: no autoregressive inversion, no backprop."""
   u = ntm.predictor_chain(model, rng, text, text_mask, num_steps=num_steps, guidance=guidance,
-                          t_min=t_min, temperature=temperature)
+                          t_min=t_min, temperature=temperature,
+                          final_temperature=final_temperature)
   batch = u.shape[0]
   x = denoiser(u, jnp.full((batch,), t_min, jnp.float32),
                jnp.full((batch,), num_steps, jnp.float32), text, text_mask)
@@ -116,12 +118,12 @@ def sample_fast(model: ntm.NTM, denoiser: Denoiser, rng, text, text_mask, *, num
 
 def sample_denoised(model: ntm.NTM, rng, text, text_mask, *, num_steps: int,
                     guidance: float = 0.0, t_min: float = 0.0, temperature: float = 1.0,
-                    clip_percentile=None):
+                    final_temperature: float = -1.0, clip_percentile=None):
   """Full NF + trajectory score denoising: invert the transporter at every level of the sampled
   trajectory, then Tweedie with the model's conditional joint score (Algorithm 3)."""
   levels = ntm.predictor_chain(model, rng, text, text_mask, num_steps=num_steps,
                                guidance=guidance, t_min=t_min, temperature=temperature,
-                               return_levels=True)  # [batch, T+1, tokens, channels]
+                               final_temperature=final_temperature, return_levels=True)  # [batch, T+1, tokens, channels]
   batch = levels.shape[0]
   times = jnp.broadcast_to(trajectory.shifted_schedule(num_steps, t_min, model.num_tokens),
                            (batch, num_steps + 1))

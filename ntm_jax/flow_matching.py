@@ -104,7 +104,7 @@ def sample_heun(fm: FlowMatching, rng, text, text_mask, *, num_steps: int,
 
 def sample_posterior(fm: FlowMatching, rng, text, text_mask, *, num_steps: int,
                      guidance: float = 0.0, t_min: float = 0.0, temperature: float = 1.0,
-                     sigma_floor: float = 1e-3):
+                     final_temperature: float = -1.0, sigma_floor: float = 1e-3):
   """The Gaussian posterior sampler: x_s ~ N(A x_t + B x0_hat, C^2 + floor^2) down the NTM's
   schedule. An FM-initialized NTM (identity transporter, zero delta head) is exactly this."""
   ntm.validate_guidance(guidance)
@@ -116,7 +116,7 @@ def sample_posterior(fm: FlowMatching, rng, text, text_mask, *, num_steps: int,
 
   x = ntm.gaussian_chain(gaussian, rng, (batch, fm.num_tokens, fm.channels),
                          trajectory.shifted_schedule(num_steps, t_min, fm.num_tokens),
-                         temperature=temperature)
+                         temperature=temperature, final_temperature=final_temperature)
   return fm.images(x)
 
 

@@ -6,6 +6,8 @@ ShapesEval or, on MNIST-family data, classifier class metrics; JSON + markdown).
 Config values are overridden with --config.section.key=value.
 """
 
+import sys
+
 import jax
 from absl import app
 from absl import flags
@@ -37,6 +39,10 @@ def main(argv):
 
   from ntm_jax.train import distill, generate, loop  # pylint: disable=g-import-not-at-top
   config = FLAGS.config
+  try:  # config mistakes stop here, before anything compiles, with the message alone
+    loop.validate(config, config.train.batch_size)
+  except ValueError as err:
+    sys.exit(f"Invalid configuration: {err}")
   if FLAGS.mode == "train":
     loop.train_and_evaluate(config, FLAGS.workdir)
   elif FLAGS.mode == "distill":

@@ -37,11 +37,13 @@ class NTM(text_to_image.TextToImageModel):
     self.transporter = transporter_lib.Transporter(
         channels=self.channels, num_tokens=self.num_tokens, num_blocks=tc.num_blocks,
         depth=tc.depth, width=tc.width, num_heads=tc.num_heads, num_kv_heads=tc.num_kv_heads,
-        scale_bound=tc.scale_bound, remat=config.remat, dtype=self.dtype, rngs=rngs)
+        scale_bound=tc.scale_bound, channel_mixing=tc.get("channel_mixing", False),
+        remat=config.remat, dtype=self.dtype, rngs=rngs)
     self.predictor = predictor_lib.Predictor(
         channels=self.channels, grid_shape=self.grid_shape, width=pc.width, depth=pc.depth,
         num_heads=pc.num_heads, num_kv_heads=pc.num_kv_heads, text_dim=self.text_dim,
         parametrization=pc.parametrization, sigma_floor=pc.sigma_floor,
+        data_variance=pc.get("data_variance", 0.0),
         delta_mean=pc.get("delta_mean", True), remat=config.remat, dtype=self.dtype, rngs=rngs)
     self._init_text(config, rngs)
 
@@ -221,11 +223,14 @@ def guided_prediction(model: NTM, u_t, t, s, num_steps, text, text_mask, guidanc
 
 
 def predictor_chain(model: NTM, rng, text, text_mask, *, num_steps: int, guidance: float = 0.0,
-                    t_min: float = 0.0, temperature: float = 1.0, return_levels: bool = False):
+                    t_min: float = 0.0, temperature: float = 1.0, final_temperature: float = -1.0,
+                    return_levels: bool = False):
   """Algorithm 2 up to u_t0: u_tT ~ N(0, I), then T Gaussian steps of the predictor.
 
   temperature scales the noise of every predictor step (1 = the model's own Gaussians, 0 = their
-  means), the usual normalizing-flow trade of diversity for cleaner samples.
+  means), the usual normalizing-flow trade of diversity for cleaner samples; final_temperature
+  (>= 0) replaces it on the last step alone (-1: the same), which at 0 returns that step's mean,
+  as DDPM's last step does.
   Returns u_t0: [batch, tokens, channels] float32, in the transporter's space, or with
   return_levels every level u_t0..u_tT: [batch, T + 1, tokens, channels].
   """
@@ -238,18 +243,20 @@ def predictor_chain(model: NTM, rng, text, text_mask, *, num_steps: int, guidanc
 
   return gaussian_chain(gaussian, rng, (batch, model.num_tokens, model.channels),
                         trajectory.shifted_schedule(num_steps, t_min, model.num_tokens),
-                        temperature=temperature, return_levels=return_levels)
+                        temperature=temperature, final_temperature=final_temperature,
+                        return_levels=return_levels)
 
 
 def gaussian_chain(gaussian, rng, shape, times, *, temperature: float = 1.0,
-                   return_levels: bool = False):
+                   final_temperature: float = -1.0, return_levels: bool = False):
   """A Markov chain of Gaussian steps down a schedule: z_T ~ N(0, I), then for k = T..1
   z_(k-1) = mu + temperature * sigma * eps with (mu, log sigma) = gaussian(z_k, t_k, t_(k-1))
-  (t, s: [batch]). The NTM predictor chain and the flow-matching posterior sampler both run
-  here, so the same rng gives them the same noise.
+  (t, s: [batch]); the last step (k = 1) scales its noise by final_temperature instead, unless
+  that is -1. The NTM predictor chain and the flow-matching posterior sampler both run here, so
+  the same rng gives them the same noise.
   """
-  if not temperature >= 0:
-    raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+  validate_temperatures(temperature, final_temperature)
+  final = temperature if final_temperature == -1 else final_temperature
   batch, num_steps = shape[0], times.shape[-1] - 1
   rng_init, rng_steps = jax.random.split(rng)
   u = jax.random.normal(rng_init, shape, jnp.float32)
@@ -258,7 +265,8 @@ def gaussian_chain(gaussian, rng, shape, times, *, temperature: float = 1.0,
     k, key = inputs
     t, s = jnp.full((batch,), times[k]), jnp.full((batch,), times[k - 1])
     mu, log_sigma = gaussian(u, t, s)
-    u_s = mu + temperature * jnp.exp(log_sigma) * jax.random.normal(key, u.shape)
+    scale = jnp.where(k == 1, final, temperature)
+    u_s = mu + scale * jnp.exp(log_sigma) * jax.random.normal(key, u.shape)
     return u_s, u_s
 
   keys = jax.random.split(rng_steps, num_steps)
@@ -270,14 +278,22 @@ def gaussian_chain(gaussian, rng, shape, times, *, temperature: float = 1.0,
   return jnp.concatenate([jnp.flip(jnp.swapaxes(cleaner, 0, 1), axis=1), u_top[:, None]], axis=1)
 
 
+def validate_temperatures(temperature, final_temperature=-1.0) -> None:
+  if not temperature >= 0:
+    raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+  if not (final_temperature >= 0 or final_temperature == -1):
+    raise ValueError(f"final_temperature must be >= 0 (or -1: the temperature), got "
+                     f"{final_temperature!r}")
+
+
 def sample(model: NTM, rng, text, text_mask, *, num_steps: int, guidance: float = 0.0,
-           t_min: float = 0.0, temperature: float = 1.0):
+           t_min: float = 0.0, temperature: float = 1.0, final_temperature: float = -1.0):
   """Full NF sampler: predictor chain, then x_t0 = f_T^-1(u_t0) by KV-cached AR decoding.
 
   Returns images [batch, height, width, channels] (unclipped, data scale).
   """
   u = predictor_chain(model, rng, text, text_mask, num_steps=num_steps, guidance=guidance,
-                      t_min=t_min, temperature=temperature)
+                      t_min=t_min, temperature=temperature, final_temperature=final_temperature)
   batch = u.shape[0]
   x = model.transporter.inverse(u, jnp.full((batch,), t_min, jnp.float32),
                                 jnp.full((batch,), num_steps, jnp.float32))

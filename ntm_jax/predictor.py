@@ -6,11 +6,15 @@ sinusoidal embeddings of t, s and T, 2D RoPE over the token grid, grouped-query 
 
 Two parametrizations (METHOD.md 3):
   direct:     (mu, log sigma) from a zero-initialized head;
-  posterior:  u0_hat = u_t - t v,  mu = A u_t + B u0_hat (+ delta_mu),  sigma = C exp(delta),
-              with (A, B, C) from Prop. 2 and (delta_mu, delta) from a zero-initialized head
-              (delta_mean=False: no delta_mu, the paper's "no delta mean" option). This is the
+  posterior:  u0_hat = u_t - t v,  mu = A u_t + B u0_hat (+ delta_mu),
+              sigma = sqrt(C^2 + B^2 V(t) + floor^2) exp(delta), with (A, B, C) from Prop. 2 and
+              (delta_mu, delta) from a zero-initialized head (delta_mean=False: no delta_mu, the
+              paper's "no delta mean" option). With data_variance = 0 (V = 0) this is the
               flow-matching posterior sampler at initialization; C is floored so sigma stays
-              finite as s -> 0.
+              finite as s -> 0. From scratch, u0_hat is still wrong by about the data's spread,
+              and C -> 0 near t_min turns that into ~1,000 nats/dim at step 0: data_variance
+              = var > 0 adds B^2 V(t), V(t) = var t^2 / ((1 - t)^2 var + t^2), the variance of x_0
+              given x_t under a N(0, var) prior, the uncertainty a fresh u0_hat really has.
 
 The embedding of (s, T) is zero-initialized, so a fresh backbone is a function of (u_t, t, y)
 only, which is what a flow-matching velocity network is (flow_matching.py builds its backbone
@@ -105,12 +109,16 @@ class Predictor(nnx.Module):
   def __init__(self, *, channels: int, grid_shape: tuple, width: int, depth: int,
                num_heads: int, num_kv_heads: int, text_dim: int,
                parametrization: str = "direct", sigma_floor: float = 1e-3,
-               delta_mean: bool = True, remat: bool = False, dtype=jnp.float32,
-               rngs: nnx.Rngs):
+               data_variance: float = 0.0, delta_mean: bool = True, remat: bool = False,
+               dtype=jnp.float32, rngs: nnx.Rngs):
     if parametrization not in PARAMETRIZATIONS:
       raise ValueError(f"predictor parametrization must be one of {PARAMETRIZATIONS}, "
                        f"got {parametrization!r}")
+    if not (sigma_floor > 0 and data_variance >= 0):
+      raise ValueError(f"predictor needs sigma_floor > 0 and data_variance >= 0, got "
+                       f"{sigma_floor!r} and {data_variance!r}")
     self.parametrization, self.sigma_floor = parametrization, sigma_floor
+    self.data_variance = data_variance
     self.delta_mean = delta_mean
     self.backbone = Backbone(channels=channels, grid_shape=grid_shape, width=width, depth=depth,
                              num_heads=num_heads, num_kv_heads=num_kv_heads, text_dim=text_dim,
@@ -129,16 +137,26 @@ class Predictor(nnx.Module):
       return mu, log_sigma
     delta = self.delta_head(hidden)
     delta_mu, delta = jnp.split(delta, 2, axis=-1) if self.delta_mean else (0.0, delta)
-    mu, log_sigma = posterior_gaussian(u_t, t, s, self.head(hidden), self.sigma_floor)
+    mu, log_sigma = posterior_gaussian(u_t, t, s, self.head(hidden), self.sigma_floor,
+                                       self.data_variance)
     return mu + delta_mu, log_sigma + delta
 
 
-def posterior_gaussian(x_t, t, s, velocity, sigma_floor: float):
+def x0_variance(t, data_variance: float):
+  """Var(x_0 | x_t) per dimension when x_0 ~ N(0, data_variance): [batch] for t [batch]."""
+  return data_variance * t**2 / ((1.0 - t) ** 2 * data_variance + t**2)
+
+
+def posterior_gaussian(x_t, t, s, velocity, sigma_floor: float, data_variance: float = 0.0):
   """(mu, log sigma) of the flow-matching Gaussian posterior q(x_s | x_t, x0_hat = x_t - t v).
 
-  x_t, velocity: [batch, tokens, channels]; t, s: [batch]. sigma^2 = C^2 + floor^2.
+  x_t, velocity: [batch, tokens, channels]; t, s: [batch].
+  sigma^2 = C^2 + B^2 x0_variance(t) + floor^2 (the FM posterior sampler's C^2 + floor^2 at
+  data_variance = 0).
   """
-  a, b, c2 = (v[:, None, None] for v in trajectory.posterior_coefficients(t, s))
+  a, b, c2 = trajectory.posterior_coefficients(t, s)
+  variance = c2 + b**2 * x0_variance(t, data_variance) + sigma_floor**2
+  a, b, variance = (v[:, None, None] for v in (a, b, variance))
   x_t = x_t.astype(jnp.float32)
   x0_hat = x_t - t[:, None, None] * velocity
-  return a * x_t + b * x0_hat, 0.5 * jnp.log(c2 + sigma_floor**2)
+  return a * x_t + b * x0_hat, 0.5 * jnp.log(variance)

@@ -11,6 +11,13 @@ The scan direction alternates between blocks (block k sees the sequence reversed
 (a, b) head is zero-initialized, so the flow starts as the identity; (a, b) are scaled by (1 - t),
 so f_T(x, 1) = x exactly for every parameter value. The affine step and log-det are float32.
 
+Within a token the affine step is elementwise, so a block leaves the channels of one token (the
+pixels of one patch) independent given the earlier tokens. With few large patches (16 tokens of
+4x4 pixels at 16x16) that is most of the image's pixel pairs. Optional channel mixing (beyond
+the paper) starts each block with an invertible linear map over a token's channels,
+x -> expm((1 - t) M) x with a learned M (zero at init): invertible for every M, log-det
+tokens * (1 - t) tr(M), the identity at t = 1 and at init.
+
 Shapes: x, z: [batch, tokens, channels]; t, num_steps: [batch]; log-det: [batch].
 """
 
@@ -25,10 +32,11 @@ class FlowBlock(nnx.Module):
   """One causal affine autoregressive block over a sequence in its own scan order."""
 
   def __init__(self, channels: int, num_tokens: int, width: int, depth: int, num_heads: int,
-               num_kv_heads: int, *, scale_bound: float, remat: bool = False,
-               dtype=jnp.float32, rngs: nnx.Rngs):
+               num_kv_heads: int, *, scale_bound: float, channel_mixing: bool = False,
+               remat: bool = False, dtype=jnp.float32, rngs: nnx.Rngs):
     self.channels, self.num_tokens, self.scale_bound = channels, num_tokens, scale_bound
     self.dtype = dtype
+    self.mixing = nnx.Param(jnp.zeros((channels, channels))) if channel_mixing else None
     self.embed = nnx.Linear(channels, width, dtype=dtype, rngs=rngs)
     self.start = nnx.Param(jax.random.normal(rngs.params(), (width,)) * 0.02)
     self.position = nnx.Param(jax.random.normal(rngs.params(), (num_tokens, width)) * 0.02)
@@ -58,11 +66,25 @@ class FlowBlock(nnx.Module):
     inputs = inputs + self.position[...] + self._condition(t, num_steps)[:, None]
     return self._affine(self.transformer(inputs.astype(self.dtype), is_causal=True), t)
 
+  def _mix(self, x, t, sign: float):
+    """x [batch, tokens, channels] -> expm(sign (1 - t) M) x per token, and the log-det."""
+    gate = (1.0 - jnp.asarray(t, jnp.float32)) * sign
+    matrices = jax.vmap(jax.scipy.linalg.expm)(gate[:, None, None] * self.mixing[...])
+    logdet = self.num_tokens * gate * jnp.trace(self.mixing[...])
+    return jnp.einsum("bij,bnj->bni", matrices, x.astype(jnp.float32)), logdet
+
   def __call__(self, x, t, num_steps):
     """x -> (z, log-det [batch])."""
+    logdet = 0.0
+    if self.mixing is not None:
+      x, logdet = self._mix(x, t, 1.0)
     a, b = self.shift_params(x, t, num_steps)
     z = (x.astype(jnp.float32) - b) * jnp.exp(-a)
-    return z, -jnp.sum(a, axis=(1, 2))
+    return z, logdet - jnp.sum(a, axis=(1, 2))
+
+  def unmix(self, x, t):
+    """The inverse of the channel mixing (identity without it)."""
+    return x if self.mixing is None else self._mix(x, t, -1.0)[0]
 
   def inverse(self, z, t, num_steps):
     """z -> x token by token with a preallocated KV cache (lax.scan over tokens)."""
@@ -84,7 +106,7 @@ class FlowBlock(nnx.Module):
     init = (jnp.zeros((batch, self.channels), jnp.float32), cache)
     xs = (jnp.arange(num_tokens), jnp.swapaxes(z, 0, 1), self.position[...])
     _, x = jax.lax.scan(step, init, xs)
-    return jnp.swapaxes(x, 0, 1)
+    return self.unmix(jnp.swapaxes(x, 0, 1), t)
 
   def reference_inverse(self, z, t, num_steps):
     """Inverse by full recomputation at every token (slow; the test oracle for `inverse`)."""
@@ -94,21 +116,25 @@ class FlowBlock(nnx.Module):
       x_i = z[:, i].astype(jnp.float32) * jnp.exp(a[:, i]) + b[:, i]
       return x.at[:, i].set(x_i)
 
-    return jax.lax.fori_loop(0, z.shape[1], step, jnp.zeros(z.shape, jnp.float32))
+    return self.unmix(jax.lax.fori_loop(0, z.shape[1], step, jnp.zeros(z.shape, jnp.float32)), t)
 
 
 class Transporter(nnx.Module):
-  """A stack of `num_blocks` flow blocks with alternating scan direction (stacked, scanned)."""
+  """A stack of `num_blocks` flow blocks with alternating scan direction (stacked, scanned).
+
+  num_blocks = 0 is the identity (log-det 0): the NTM without a transporter, an ablation."""
 
   def __init__(self, *, channels: int, num_tokens: int, num_blocks: int, depth: int,
                width: int, num_heads: int, num_kv_heads: int, scale_bound: float = 2.0,
-               remat: bool = False, dtype=jnp.float32, rngs: nnx.Rngs):
-    if num_blocks < 1:
-      raise ValueError(f"transporter num_blocks must be >= 1, got {num_blocks}")
+               channel_mixing: bool = False, remat: bool = False, dtype=jnp.float32,
+               rngs: nnx.Rngs):
+    if num_blocks < 0:
+      raise ValueError(f"transporter num_blocks must be >= 0 (0: identity), got {num_blocks}")
     self.channels, self.num_tokens, self.num_blocks = channels, num_tokens, num_blocks
-    self.blocks = layers.stacked(
+    self.blocks = None if num_blocks == 0 else layers.stacked(
         lambda r: FlowBlock(channels, num_tokens, width, depth, num_heads, num_kv_heads,
-                            scale_bound=scale_bound, remat=remat, dtype=dtype, rngs=r),
+                            scale_bound=scale_bound, channel_mixing=channel_mixing, remat=remat,
+                            dtype=dtype, rngs=r),
         num_blocks, rngs)
 
   def _check(self, x):
@@ -123,6 +149,8 @@ class Transporter(nnx.Module):
   def __call__(self, x, t, num_steps):
     """x [batch, tokens, channels] at time t -> (u, log|det du/dx| [batch]), float32."""
     self._check(x)
+    if self.blocks is None:
+      return x.astype(jnp.float32), jnp.zeros((x.shape[0],), jnp.float32)
 
     def body(block, carry, _):
       x, logdet = carry
@@ -135,6 +163,8 @@ class Transporter(nnx.Module):
 
   def _invert(self, u, t, num_steps, reference: bool):
     self._check(u)
+    if self.blocks is None:
+      return u.astype(jnp.float32)
 
     def body(block, carry, _):
       z = jnp.flip(carry, axis=1)

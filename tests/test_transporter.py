@@ -13,10 +13,10 @@ from ntm_jax import transporter
 TOKENS, CHANNELS = 6, 3
 
 
-def make(num_blocks=2, depth=2, seed=0, random=True):
+def make(num_blocks=2, depth=2, seed=0, random=True, channel_mixing=False):
   model = build(transporter.Transporter, channels=CHANNELS, num_tokens=TOKENS, num_blocks=num_blocks,
                                   depth=depth, width=32, num_heads=4, num_kv_heads=2,
-                                  seed=seed)
+                                  channel_mixing=channel_mixing, seed=seed)
   return randomize(model, seed) if random else model
 
 
@@ -32,16 +32,18 @@ def block(model, index):
   return nnx.merge(graphdef, jax.tree.map(lambda p: p[index], state))
 
 
-def test_identity_at_init():
-  model = make(random=False)
+@pytest.mark.parametrize("channel_mixing", [False, True])
+def test_identity_at_init(channel_mixing):
+  model = make(random=False, channel_mixing=channel_mixing)
   x, t, steps = inputs()
   u, logdet = jax.jit(model)(x, t, steps)
   np.testing.assert_array_equal(u, x)
   np.testing.assert_array_equal(logdet, 0.0)
 
 
-def test_exact_identity_at_t_equal_one_for_random_parameters():
-  model = make()
+@pytest.mark.parametrize("channel_mixing", [False, True])
+def test_exact_identity_at_t_equal_one_for_random_parameters(channel_mixing):
+  model = make(channel_mixing=channel_mixing)
   x, _, steps = inputs()
   forward = jax.jit(model)
   u, logdet = forward(x, jnp.ones(x.shape[0]), steps)
@@ -50,9 +52,10 @@ def test_exact_identity_at_t_equal_one_for_random_parameters():
   assert not np.allclose(forward(x, jnp.full(x.shape[0], 0.3), steps)[0], x)
 
 
-@pytest.mark.parametrize("num_blocks", [1, 2, 3])
-def test_logdet_equals_slogdet_of_autodiff_jacobian(num_blocks):
-  model = make(num_blocks=num_blocks)
+@pytest.mark.parametrize("num_blocks, channel_mixing", [(1, False), (2, False), (3, False),
+                                                         (2, True)])
+def test_logdet_equals_slogdet_of_autodiff_jacobian(num_blocks, channel_mixing):
+  model = make(num_blocks=num_blocks, channel_mixing=channel_mixing)
   x, t, steps = inputs()
   _, logdet = jax.jit(model)(x, t, steps)
 
@@ -94,9 +97,10 @@ def test_scan_direction_alternates_between_blocks():
   assert np.abs(jacobian[-1, :, 0, :]).max() > 1e-4  # last token depends on the first
 
 
-@pytest.mark.parametrize("num_blocks", [1, 2, 3])
-def test_round_trip_and_cached_inverse_equals_reference(num_blocks):
-  model = make(num_blocks=num_blocks)
+@pytest.mark.parametrize("num_blocks, channel_mixing", [(1, False), (2, False), (3, False),
+                                                         (2, True)])
+def test_round_trip_and_cached_inverse_equals_reference(num_blocks, channel_mixing):
+  model = make(num_blocks=num_blocks, channel_mixing=channel_mixing)
   x, t, steps = inputs()
   u, _ = jax.jit(model)(x, t, steps)
   cached = jax.jit(lambda u: model.inverse(u, t, steps))(u)
@@ -115,4 +119,4 @@ def test_bad_shapes_raise_clear_errors():
   with pytest.raises(ValueError, match="got shape"):
     model.inverse(jnp.zeros((3, TOKENS + 1, CHANNELS)), t, steps)
   with pytest.raises(ValueError, match="num_blocks"):
-    make(num_blocks=0)
+    make(num_blocks=-1)

@@ -23,7 +23,8 @@ def held_out_batches(rt, config, tokenizer, batch_size: int, count: int) -> list
   """The first `count` global batches of the evaluation split, in a fixed order."""
   loader = pipeline.make_loader(sources.make_source(config.data, "eval"), tokenizer,
                                 global_batch_size=batch_size, seed=config.data.seed,
-                                shuffle=False, num_epochs=1)
+                                shuffle=False, num_epochs=1,
+                                channels=config.data.channels)
   return [rt.global_batch(b) for b, _ in zip(loader, range(count))]
 
 

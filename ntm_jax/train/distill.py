@@ -93,13 +93,14 @@ def eval_step(params, ntm_params, batch, rng, *, graphdef, ntm_graphdef, config,
 
 
 def fast_sample_images(params, denoiser_params, tokens, rng, *, graphdef, denoiser_graphdef,
-                       num_steps: int, guidance: float, t_min: float, temperature: float):
+                       num_steps: int, guidance: float, t_min: float, temperature: float,
+                       final_temperature: float):
   """The fast sampler (T predictor steps + one denoiser pass) for token ids [batch, length]."""
   model = nnx.merge(graphdef, params)
   text, mask = text_to_image.encode_text(model, tokens)
   return denoise.sample_fast(model, nnx.merge(denoiser_graphdef, denoiser_params), rng, text,
                              mask, num_steps=num_steps, guidance=guidance, t_min=t_min,
-                             temperature=temperature)
+                             temperature=temperature, final_temperature=final_temperature)
 
 
 @dataclasses.dataclass
@@ -147,7 +148,7 @@ class DistillRuntime:
     """(ntm_params, tokens, rng) -> images with the given denoiser parameters."""
     s = sample_config
     settings = dict(num_steps=s.num_steps, guidance=s.guidance, t_min=s.t_min,
-                    temperature=s.temperature)
+                    temperature=s.temperature, final_temperature=s.final_temperature)
     jitted = self._cached(("fast",) + tuple(settings.values()), lambda: jax.jit(
         functools.partial(fast_sample_images, graphdef=self.ntm.graphdef,
                           denoiser_graphdef=self.graphdef, **settings)))

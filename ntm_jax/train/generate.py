@@ -44,9 +44,14 @@ def make_sampler(config, workdir: str, rt, sample_config):
   return rt.sampler(sample_config), {}
 
 
-def _sample_config(config, workdir: str, sampler=None) -> ml_collections.ConfigDict:
+def _sample_config(config, workdir: str, sampler=None,
+                   num_steps=None) -> ml_collections.ConfigDict:
+  """config.sample with the sampler resolved (and T = num_steps if given), checked."""
   s = config.sample.copy_and_resolve_references()
   s.sampler = resolve_sampler(config, workdir, sampler)
+  if num_steps:
+    s.num_steps = num_steps
+  state_lib.validate_sample_settings(config, s)
   return s
 
 
@@ -65,27 +70,28 @@ def sample(config: ml_collections.ConfigDict, workdir: str, prompts=None) -> str
                  scale=max(1, 128 // images.shape[1]))
   settings = {"checkpoint_step": step, **extra, "prompts": prompts, "per_prompt": s.per_prompt,
               "num_steps": s.num_steps, "guidance": s.guidance, "t_min": s.t_min,
-              "temperature": s.temperature, "seed": s.seed, "batch_size": s.batch_size,
+              "temperature": s.temperature, "final_temperature": s.final_temperature,
+              "seed": s.seed, "batch_size": s.batch_size,
               "sampler": s.sampler, "grid": "one row per prompt, one column per sample"}
   files.write_json(stem + ".json", settings)
   logging.info("Wrote %s.png and .json", stem)
   return stem + ".png"
 
 
-def _evaluated_sampler(config, workdir: str, rt, sampler_name: str, num_steps=None):
+def evaluated_sampler(config, workdir: str, rt, sampler_name: str, num_steps=None):
   """(sampler, the settings a report records) for one sampler, T = num_steps if given."""
-  s = _sample_config(config, workdir, sampler_name)
-  if num_steps:
-    s.num_steps = num_steps
+  s = _sample_config(config, workdir, sampler_name, num_steps)
   sampler, extra = make_sampler(config, workdir, rt, s)
   return sampler, {"sampler": s.sampler, "num_steps": s.num_steps, "guidance": s.guidance,
-                   "t_min": s.t_min, "seed": s.seed, "batch_size": s.batch_size, **extra}
+                   "t_min": s.t_min, "temperature": s.temperature,
+                   "final_temperature": s.final_temperature, "seed": s.seed,
+                   "batch_size": s.batch_size, **extra}
 
 
 def shapes_eval_report(config, workdir: str, rt, params, sampler_name: str,
                        num_steps=None) -> dict:
   """ShapesEval of one sampler (settings from config.sample, T = num_steps if given)."""
-  sampler, settings = _evaluated_sampler(config, workdir, rt, sampler_name, num_steps)
+  sampler, settings = evaluated_sampler(config, workdir, rt, sampler_name, num_steps)
   e = config.eval
   suite = shapes_eval.prompt_suite(tuple(map(tuple, config.data.held_out_combinations)),
                                    per_kind=e.per_kind)
@@ -98,17 +104,19 @@ def shapes_eval_report(config, workdir: str, rt, params, sampler_name: str,
 
 
 def class_metrics_report(config, workdir: str, rt, params, sampler_name: str,
-                         judge: classifier.Judge, num_steps=None) -> dict:
+                         judge: classifier.Judge, num_steps=None,
+                         keep_images: bool = False) -> dict:
   """Class accuracy and Frechet distance of one sampler's samples, eval.samples_per_class per
-  class caption."""
-  sampler, settings = _evaluated_sampler(config, workdir, rt, sampler_name, num_steps)
+  class caption (with keep_images, the uint8 samples too, class-major, under "images")."""
+  sampler, settings = evaluated_sampler(config, workdir, rt, sampler_name, num_steps)
   per_class = config.eval.samples_per_class
   images = grids.sample_prompts(sampler, params, loop.tokenizer_for(config), judge.captions,
                                 per_prompt=per_class, seed=settings["seed"],
                                 batch_size=settings["batch_size"])
   prompted = np.repeat(np.arange(len(judge.captions)), per_class)
-  return {"samples_per_class": per_class, **settings,
-          **classifier.class_metrics(judge.model, images, prompted, judge.reference)}
+  report = {"samples_per_class": per_class, **settings,
+            **classifier.class_metrics(judge.model, images, prompted, judge.reference)}
+  return dict(report, images=images) if keep_images else report
 
 
 def sample_quality(config, workdir: str, rt, params, samplers) -> dict:

@@ -30,14 +30,15 @@ def save_png(path: str, grid: np.ndarray, scale: int = 1) -> None:
 
 def sample_prompts(sampler, params, tokenizer, prompts, *, per_prompt: int, seed: int,
                    batch_size: int) -> np.ndarray:
-  """uint8 [len(prompts) * per_prompt, H, W, 3], prompt-major; chunk i uses fold_in(seed, i)."""
+  """uint8 [len(prompts) * per_prompt, H, W, 3], prompt-major; chunk i uses fold_in(seed, i).
+  Grey (1-channel) models' samples come out as RGB, for grids and the RGB classifiers."""
   tokens = np.repeat(tokenizer.encode(list(prompts)), per_prompt, axis=0)
   chunks = []
   for i, start in enumerate(range(0, len(tokens), batch_size)):
     chunk = tokens[start:start + batch_size]
     padded = np.pad(chunk, ((0, batch_size - len(chunk)), (0, 0)))  # one compiled shape
     images = sampler(params, padded, jax.random.fold_in(jax.random.key(seed), i))
-    chunks.append(pipeline.to_uint8(images)[:len(chunk)])
+    chunks.append(pipeline.to_rgb(pipeline.to_uint8(images)[:len(chunk)]))
   return np.concatenate(chunks)
 
 

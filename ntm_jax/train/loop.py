@@ -59,9 +59,11 @@ def validate(config: ml_collections.ConfigDict, batch_size: int, name: str = "tr
   if (config.init.source == "flow_matching") != bool(config.init.fm_workdir):
     raise ValueError("init.source='flow_matching' and init.fm_workdir go together: set "
                      "--config.init.fm_workdir=DIR of a configs/fm.py run with the same preset")
-  if config.method == "ntm" and config.sample.num_steps not in config.ntm.num_steps:
-    logging.warning("sample.num_steps=%d was not trained (ntm.num_steps=%s)",
-                    config.sample.num_steps, tuple(config.ntm.num_steps))
+  pipeline.validate_channels(config.data.channels)
+  if config.data.channels == 1 and config.data.source == "shapes":
+    raise ValueError("data.channels=1 drops colour, which every shapes caption names; use "
+                     "data.channels=3 on the shapes data")
+  state_lib.validate_sample_settings(config, config.sample)
 
 
 def write_samples(sampler: Callable, params, config, tokenizer, run_dir: str, writer,
@@ -147,7 +149,8 @@ def make_writer(run_dir: str, config: ml_collections.ConfigDict, step: int):
 def make_train_loader(config: ml_collections.ConfigDict, tokenizer, batch_size: int):
   return pipeline.make_loader(sources.make_source(config.data, "train"), tokenizer,
                               global_batch_size=batch_size, seed=config.data.seed,
-                              worker_count=config.data.worker_count)
+                              worker_count=config.data.worker_count,
+                              channels=config.data.channels)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):

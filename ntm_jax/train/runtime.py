@@ -78,7 +78,7 @@ class Runtime:
                        f"{self.config.method!r}, got {s.sampler!r} (the NTM's fast sampler is "
                        "DistillRuntime.fast_sampler)")
     settings = dict(sampler=s.sampler, num_steps=s.num_steps, guidance=s.guidance, t_min=s.t_min,
-                    temperature=s.temperature)
+                    temperature=s.temperature, final_temperature=s.final_temperature)
     key = tuple(settings.values())
     if key not in self._samplers:
       self._samplers[key] = jax.jit(functools.partial(state_lib.sample_images,

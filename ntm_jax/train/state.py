@@ -33,7 +33,8 @@ class TrainState:
 def model_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The `model` section completed with the image shape the data delivers."""
   model = ml_collections.ConfigDict(config.model.to_dict())
-  model.image_shape = (config.data.image_size, config.data.image_size, 3)
+  model.image_shape = (config.data.image_size, config.data.image_size,
+                       config.data.get("channels", 3))
   return model
 
 
@@ -197,8 +198,36 @@ MODEL_SAMPLERS = {"ntm": ("full_nf", "full_nf_denoised"), "flow_matching": flow_
 DEFAULT_SAMPLERS = {"ntm": "full_nf", "flow_matching": "euler"}
 
 
+def validate_sample_settings(config: ml_collections.ConfigDict,
+                             sample: ml_collections.ConfigDict) -> None:
+  """Refuses sampling settings that would compile and then write noise or NaNs: a step count
+  the NTM was not trained for, a negative guidance or temperature, t_min outside [0, 1).
+  `sample` is a sample section (config.sample or a resolved copy)."""
+  t = sample.num_steps
+  if isinstance(t, bool) or not isinstance(t, int) or t < 1:
+    raise ValueError(f"sample.num_steps must be an integer >= 1, got {t!r}")
+  trained = tuple(config.ntm.num_steps)
+  if config.method == "ntm" and t not in trained:
+    raise ValueError(f"sample.num_steps={t}: this NTM was trained for T in {trained} "
+                     "(ntm.num_steps); its predictor has never seen the schedule of another T. "
+                     f"Sample with --config.sample.num_steps={trained[0]}, or train with T "
+                     f"in ntm.num_steps")
+  if not sample.guidance >= 0:
+    raise ValueError(f"sample.guidance must be >= 0, got {sample.guidance!r}")
+  try:
+    ntm.validate_temperatures(sample.temperature, sample.final_temperature)
+  except ValueError as err:
+    raise ValueError(f"sample.{err}") from None
+  if not 0.0 <= sample.t_min < 1.0:
+    raise ValueError(f"sample.t_min must lie in [0, 1), got {sample.t_min!r}")
+  if not (sample.per_prompt >= 1 and sample.batch_size >= 1):
+    raise ValueError(f"sample.per_prompt and sample.batch_size must be >= 1, got "
+                     f"{sample.per_prompt!r} and {sample.batch_size!r}")
+
+
 def sample_images(params, tokens, rng, *, graphdef, sampler: str, num_steps: int,
-                  guidance: float, t_min: float, temperature: float):
+                  guidance: float, t_min: float, temperature: float,
+                  final_temperature: float):
   """Samples for token ids [batch, length]: float images in about [-1, 1].
 
   full_nf: predictor chain + transporter inverse (Algorithm 2); full_nf_denoised: the same,
@@ -208,7 +237,7 @@ def sample_images(params, tokens, rng, *, graphdef, sampler: str, num_steps: int
   model = nnx.merge(graphdef, params)
   text, mask = text_to_image.encode_text(model, tokens)
   ode = dict(num_steps=num_steps, guidance=guidance)
-  kwargs = dict(ode, t_min=t_min, temperature=temperature)
+  kwargs = dict(ode, t_min=t_min, temperature=temperature, final_temperature=final_temperature)
   samplers = {
       "full_nf": lambda: ntm.sample(model, rng, text, mask, **kwargs),
       "full_nf_denoised": lambda: denoise.sample_denoised(model, rng, text, mask, **kwargs),
