@@ -48,15 +48,17 @@ from ntm_jax.train import grids
 from ntm_jax.train import loop
 
 CONFIGS = {"t2i": t2i, "fm": fm_configs, "ntm_from_fm": ntm_from_fm}
-GREY = ("data.channels=1",)
+GREY, RGB = ("data.channels=1",), ("data.channels=3",)
 # name -> (config file, overrides, the variant whose run it starts from or None). "{root}" in an
 # override is --root. The MNIST-family presets: 3,000 steps of batch 64 unless a step count says.
 VARIANTS = {
-    "fm": ("fm", (), None),
-    "ntm": ("t2i", (), None),
+    "fm": ("fm", RGB, None),
+    "ntm": ("t2i", RGB, None),
     "fm_grey": ("fm", GREY, None),
     "fm_grey_long": ("fm", GREY + ("train.num_steps=5600",), None),  # NTM's wall-clock
     "ntm_grey": ("t2i", GREY, None),
+    "fm_grey_1k": ("fm", GREY + ("train.num_steps=1000",), None),
+    "ntm_grey_1k": ("t2i", GREY + ("train.num_steps=1000",), None),
     "ntm_grey_posterior": ("t2i", GREY + ("model.predictor.parametrization=posterior",
                                           "model.predictor.data_variance=0.5"), None),
     "ntm_grey_no_transporter": ("t2i", GREY + ("model.transporter.num_blocks=0",), None),
@@ -78,6 +80,10 @@ KNOBS = (
     *[(f"sample.guidance={v}",) for v in (0.0, 1.0, 2.0, 5.0)],
     *[(f"sample.t_min={v}",) for v in (0.0, 0.02)],
     *[(f"sample.final_temperature={v}",) for v in (0.0, 0.5)],
+    *[(f"sample.temperature={v}",) for v in (0.6, 0.5)],
+    ("sample.temperature=0.8", "sample.final_temperature=0.0"),
+    ("sample.temperature=0.7", "sample.final_temperature=0.0"),
+    ("sample.temperature=0.7", "sample.guidance=4.0"),
 )
 DENOISED_KNOBS = ((), ("sample.temperature=0.7",))
 
@@ -192,8 +198,8 @@ def _rows_of(name: str, config, samplers, args, judge, samples: dict) -> list:
 
 
 def _samplers(config, knobs: bool) -> list:
-  if config.method == "flow_matching":
-    return [("euler", 4, ()), ("euler", 50, ())]
+  if config.method == "flow_matching":  # posterior: what an NTM started from this run is at step 0
+    return [("euler", 4, ()), ("euler", 50, ()), ("posterior", 4, ())]
   rows = [("full_nf", None, ())]
   if knobs:
     rows += [("full_nf", None, k) for k in KNOBS]

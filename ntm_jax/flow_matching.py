@@ -1,4 +1,4 @@
-"""Flow-matching baseline and the network an NTM can start from (METHOD.md 7, paper 3.3).
+"""Flow-matching baseline and the network an NTM can start from (docs/method.md §7, paper 3.3).
 
 x_t = (1 - t) x_0 + t eps and the velocity target v* = eps - x_0, so x0_hat = x_t - t v. The
 velocity network is the predictor's backbone without the (s, T) embedding plus a linear head:

@@ -4,7 +4,7 @@ Paper Eq. 3.1 and Table 4. Input: the tokens of u_t (the noisier level only: the
 factorization forbids seeing u_s or any cleaner level), text tokens concatenated in-context,
 sinusoidal embeddings of t, s and T, 2D RoPE over the token grid, grouped-query attention.
 
-Two parametrizations (METHOD.md 3):
+Two parametrizations (docs/method.md §3):
   direct:     (mu, log sigma) from a zero-initialized head;
   posterior:  u0_hat = u_t - t v,  mu = A u_t + B u0_hat (+ delta_mu),
               sigma = sqrt(C^2 + B^2 V(t) + floor^2) exp(delta), with (A, B, C) from Prop. 2 and

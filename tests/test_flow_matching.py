@@ -1,4 +1,4 @@
-"""The flow-matching baseline and NTM initialization from it (METHOD.md 7 and 9)."""
+"""The flow-matching baseline and NTM initialization from it (docs/method.md §7 and §9)."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""The trajectory likelihood, its modes, guidance and the sampler (METHOD.md 2, 4, 5)."""
+"""The trajectory likelihood, its modes, guidance and the sampler (docs/method.md §2, §4, §5)."""
 
 import math
 

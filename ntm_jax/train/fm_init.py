@@ -1,4 +1,4 @@
-"""Starting an NTM from a flow-matching run of this codebase (METHOD.md 7, paper 3.3).
+"""Starting an NTM from a flow-matching run of this codebase (docs/method.md §7, paper 3.3).
 
 `--config.init.fm_workdir=DIR` names a run trained with configs/fm.py and the same preset. At
 step 0 the NTM's text path and predictor (posterior form) become the FM network's EMA weights
