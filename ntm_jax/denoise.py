@@ -123,7 +123,8 @@ def sample_denoised(model: ntm.NTM, rng, text, text_mask, *, num_steps: int,
   trajectory, then Tweedie with the model's conditional joint score (Algorithm 3)."""
   levels = ntm.predictor_chain(model, rng, text, text_mask, num_steps=num_steps,
                                guidance=guidance, t_min=t_min, temperature=temperature,
-                               final_temperature=final_temperature, return_levels=True)  # [batch, T+1, tokens, channels]
+                               final_temperature=final_temperature,
+                               return_levels=True)  # [batch, T+1, tokens, channels]
   batch = levels.shape[0]
   times = jnp.broadcast_to(trajectory.shifted_schedule(num_steps, t_min, model.num_tokens),
                            (batch, num_steps + 1))

@@ -60,7 +60,8 @@ def test_grey_data_runs_through_training_every_sampler_distillation_and_eval(gre
                                                                              tmp_path):
   workdir = str(tmp_path)
   state = loop.train_and_evaluate(grey_config, workdir)
-  assert state.params["transporter"]["blocks"]["head"]["kernel"].shape[-1] == 2 * 16  # a token: 4x4 patch x 1 channel
+  # A token is a 4x4 patch of one channel: the transporter's head emits (a, b) for 16 values.
+  assert state.params["transporter"]["blocks"]["head"]["kernel"].shape[-1] == 2 * 16
   grid = np.asarray(Image.open(os.path.join(workdir, "samples", "step_00000006.png")))
   assert grid.ndim == 3 and grid.shape[-1] == 3
   distill.distill(grey_config, workdir)
