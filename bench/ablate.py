@@ -20,6 +20,7 @@ Prints one JSON object; its "markdown" entry holds the tables for BENCHMARKS.md.
 """
 
 import argparse
+import ast
 import json
 import os
 import subprocess
@@ -88,13 +89,16 @@ KNOBS = (
 DENOISED_KNOBS = ((), ("sample.temperature=0.7",))
 
 
-def _value(text: str):
-  """A --config override value: a Python literal, else the string itself."""
-  import ast  # pylint: disable=g-import-not-at-top
-  try:
-    return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return text
+def apply_overrides(config, items):
+  """KEY=VALUE overrides (values as Python literals, else strings) applied in place."""
+  for item in items:
+    key, value = item.split("=", 1)
+    try:
+      value = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      pass  # a plain string
+    config.update_from_flattened_dict({key: value})
+  return config
 
 
 def _overrides(name: str, root: str) -> tuple:
@@ -103,12 +107,8 @@ def _overrides(name: str, root: str) -> tuple:
   return tuple(o.replace("{root}", root) for o in VARIANTS[name][1])
 
 
-def variant_config(name: str, preset: str, root: str, extra=()):
-  config = CONFIGS[VARIANTS[name][0]].get_config(preset)
-  for item in _overrides(name, root) + tuple(extra):
-    key, value = item.split("=", 1)
-    config.update_from_flattened_dict({key: _value(value)})
-  return config
+def variant_config(name: str, preset: str, root: str):
+  return apply_overrides(CONFIGS[VARIANTS[name][0]].get_config(preset), _overrides(name, root))
 
 
 def _finished(workdir: str) -> bool:
@@ -171,10 +171,7 @@ def _rows_of(name: str, config, samplers, args, judge, samples: dict) -> list:
   timing = files.read_json(os.path.join(workdir, "train_time.json"))
   rows = []
   for sampler_name, num_steps, sample_overrides in samplers:
-    sample_config = config.copy_and_resolve_references()
-    for item in sample_overrides:
-      key, value = item.split("=", 1)
-      sample_config.update_from_flattened_dict({key: _value(value)})
+    sample_config = apply_overrides(config.copy_and_resolve_references(), sample_overrides)
     metrics = generate.class_metrics_report(sample_config, workdir, rt, state.ema_params,
                                             sampler_name, judge, num_steps, keep_images=True)
     sampler, _ = generate.evaluated_sampler(sample_config, workdir, rt, sampler_name, num_steps)
