@@ -20,7 +20,6 @@ Prints one JSON object; its "markdown" entry holds the tables for BENCHMARKS.md.
 """
 
 import argparse
-import ast
 import json
 import os
 import subprocess
@@ -39,6 +38,7 @@ from absl import logging
 from PIL import Image
 from PIL import ImageDraw
 
+from ntm_jax import config_files
 from ntm_jax import files
 from ntm_jax.evaluate import classifier
 from ntm_jax.evaluate import likelihood
@@ -89,18 +89,6 @@ KNOBS = (
 DENOISED_KNOBS = ((), ("sample.temperature=0.7",))
 
 
-def apply_overrides(config, items):
-  """KEY=VALUE overrides (values as Python literals, else strings) applied in place."""
-  for item in items:
-    key, value = item.split("=", 1)
-    try:
-      value = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-      pass  # a plain string
-    config.update_from_flattened_dict({key: value})
-  return config
-
-
 def _overrides(name: str, root: str) -> tuple:
   if name not in VARIANTS:
     raise ValueError(f"unknown variant {name!r}; known: {sorted(VARIANTS)}")
@@ -108,7 +96,8 @@ def _overrides(name: str, root: str) -> tuple:
 
 
 def variant_config(name: str, preset: str, root: str):
-  return apply_overrides(CONFIGS[VARIANTS[name][0]].get_config(preset), _overrides(name, root))
+  config = CONFIGS[VARIANTS[name][0]].get_config(preset)
+  return config_files.apply_overrides(config, _overrides(name, root))
 
 
 def _finished(workdir: str) -> bool:
@@ -171,7 +160,8 @@ def _rows_of(name: str, config, samplers, args, judge, samples: dict) -> list:
   timing = files.read_json(os.path.join(workdir, "train_time.json"))
   rows = []
   for sampler_name, num_steps, sample_overrides in samplers:
-    sample_config = apply_overrides(config.copy_and_resolve_references(), sample_overrides)
+    sample_config = config_files.apply_overrides(config.copy_and_resolve_references(),
+                                                 sample_overrides)
     metrics = generate.class_metrics_report(sample_config, workdir, rt, state.ema_params,
                                             sampler_name, judge, num_steps, keep_images=True)
     sampler, _ = generate.evaluated_sampler(sample_config, workdir, rt, sampler_name, num_steps)

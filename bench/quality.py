@@ -12,7 +12,6 @@ use). Prints one JSON object whose "markdown" entry is the BENCHMARKS.md table.
 """
 
 import argparse
-import ast
 import json
 import os
 import sys
@@ -24,6 +23,7 @@ from absl import logging
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 from configs import fm as fm_configs  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import t2i
+from ntm_jax import config_files
 from ntm_jax.evaluate import likelihood
 from ntm_jax.evaluate import reports
 from ntm_jax.train import checkpointing
@@ -35,15 +35,7 @@ from ntm_jax.train import loop
 def _config(get_config, args):
   """The preset's config with the --set KEY=VALUE overrides (values as Python literals or
   strings)."""
-  config = get_config(args.preset)
-  for item in args.set:
-    key, value = item.split("=", 1)
-    try:
-      value = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-      pass  # a plain string
-    config.update_from_flattened_dict({key: value})
-  return config
+  return config_files.apply_overrides(get_config(args.preset), args.set)
 
 
 def _run(config, workdir: str, samplers, args) -> dict:

@@ -12,7 +12,7 @@ Two parametrizations (docs/method.md §3):
               paper's "no delta mean" option). With data_variance = 0 (V = 0) this is the
               flow-matching posterior sampler at initialization; C is floored so sigma stays
               finite as s -> 0. From scratch, u0_hat is still wrong by about the data's spread,
-              and C -> 0 near t_min turns that into ~1,000 nats/dim at step 0: data_variance
+              and C -> 0 near t_min turns that into thousands of nats/dim at step 0: data_variance
               = var > 0 adds B^2 V(t), V(t) = var t^2 / ((1 - t)^2 var + t^2), the variance of x_0
               given x_t under a N(0, var) prior, the uncertainty a fresh u0_hat really has.
 

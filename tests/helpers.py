@@ -51,12 +51,9 @@ def random_text(seed: int, batch: int, length: int = 3, dim: int = 8):
 
 def train_batches(config: ml_collections.ConfigDict, count: int) -> list:
   """The first `count` training batches of a full config (numpy, this process)."""
-  from ntm_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
   from ntm_jax.train import loop  # pylint: disable=g-import-not-at-top
-  loader = pipeline.make_loader(sources.make_source(config.data, "train"),
-                                loop.tokenizer_for(config),
-                                global_batch_size=config.train.batch_size, seed=0)
-  iterator = iter(loader)
+  iterator = iter(loop.make_train_loader(config, loop.tokenizer_for(config),
+                                         config.train.batch_size))
   return [next(iterator) for _ in range(count)]
 
 

@@ -17,6 +17,7 @@ from ntm_jax import denoise
 from ntm_jax import flow_matching
 from ntm_jax import ntm
 from ntm_jax import text_to_image
+from ntm_jax import trajectory
 from ntm_jax.data import pipeline
 from ntm_jax.train import sharding
 
@@ -33,8 +34,7 @@ class TrainState:
 def model_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The `model` section completed with the image shape the data delivers."""
   model = ml_collections.ConfigDict(config.model.to_dict())
-  model.image_shape = (config.data.image_size, config.data.image_size,
-                       config.data.get("channels", 3))
+  model.image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
   return model
 
 
@@ -204,22 +204,19 @@ def validate_sample_settings(config: ml_collections.ConfigDict,
   the NTM was not trained for, a negative guidance or temperature, t_min outside [0, 1).
   `sample` is a sample section (config.sample or a resolved copy)."""
   t = sample.num_steps
-  if isinstance(t, bool) or not isinstance(t, int) or t < 1:
-    raise ValueError(f"sample.num_steps must be an integer >= 1, got {t!r}")
+  try:  # the checks the samplers themselves make, before anything is traced
+    trajectory.validate_num_steps(t)
+    ntm.validate_guidance(sample.guidance)
+    ntm.validate_temperatures(sample.temperature, sample.final_temperature)
+    trajectory.validate_t_min(sample.t_min)
+  except ValueError as err:
+    raise ValueError(f"sample.{err}") from None
   trained = tuple(config.ntm.num_steps)
   if config.method == "ntm" and t not in trained:
     raise ValueError(f"sample.num_steps={t}: this NTM was trained for T in {trained} "
                      "(ntm.num_steps); its predictor has never seen the schedule of another T. "
                      f"Sample with --config.sample.num_steps={trained[0]}, or train with T "
                      f"in ntm.num_steps")
-  if not sample.guidance >= 0:
-    raise ValueError(f"sample.guidance must be >= 0, got {sample.guidance!r}")
-  try:
-    ntm.validate_temperatures(sample.temperature, sample.final_temperature)
-  except ValueError as err:
-    raise ValueError(f"sample.{err}") from None
-  if not 0.0 <= sample.t_min < 1.0:
-    raise ValueError(f"sample.t_min must lie in [0, 1), got {sample.t_min!r}")
   if not (sample.per_prompt >= 1 and sample.batch_size >= 1):
     raise ValueError(f"sample.per_prompt and sample.batch_size must be >= 1, got "
                      f"{sample.per_prompt!r} and {sample.batch_size!r}")
