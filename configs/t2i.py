@@ -2,6 +2,8 @@
 
   python -m ntm_jax.main --config=configs/t2i.py:tiny --workdir=/tmp/ntm_tiny
   python -m ntm_jax.main --config=configs/t2i.py:small --workdir=/tmp/ntm_small
+  python -m ntm_jax.main --config=configs/t2i.py:shapes_latent --workdir=/tmp/ntm_latent \
+      --config.latent.autoencoder_workdir=/tmp/ae   # after configs/autoencoder.py:shapes_latent
   python -m ntm_jax.main --config=configs/t2i.py --workdir=gs://... (TPU/GPU mesh)
 
 Paper scale runs on pixels here: no pretrained VAE can be loaded offline, so the 256 tokens are
@@ -48,7 +50,8 @@ DEMO_PROMPTS = (
 
 def get_config(preset: str = "") -> ml_collections.ConfigDict:
   """The paper-scale default, or a preset: 'tiny' (laptop CPU), 'small' (1 GPU), 'micro' (smoke
-  tests), 'mnist_tiny' or 'fashion_mnist_tiny' (the tiny model on MNIST-family data)."""
+  tests), 'shapes_latent' (32x32 shapes through a trained autoencoder, laptop CPU),
+  'mnist_tiny' or 'fashion_mnist_tiny' (the tiny model on MNIST-family data)."""
   config = ml_collections.ConfigDict()
   config.seed = 0  # parameter init, noise and CFG-dropout randomness
   config.method = "ntm"  # 'ntm', or 'flow_matching' for the baseline (configs/fm.py)
@@ -112,6 +115,11 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
           num_heads=8,  # attention heads
       ),
   )
+
+  # Generators on autoencoder latents (ntm_jax/latents.py): '' models pixels; else the workdir of
+  # a finished configs/autoencoder.py run with the same data, whose normalized latents the model
+  # generates and every sampler decodes.
+  config.latent = dict(autoencoder_workdir="")
 
   config.ntm = dict(
       mode="end_to_end",  # 'end_to_end' (all T pairs) or 'pair_wise' (one pair per example)
@@ -230,13 +238,15 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
     _small(config)
   elif preset == "micro":
     _micro(config)
+  elif preset == "shapes_latent":
+    _shapes_latent(config)
   elif preset == "mnist_tiny":
     _class_data_tiny(config, "mnist")  # "a handwritten seven"
   elif preset == "fashion_mnist_tiny":
     _class_data_tiny(config, "fashion_mnist")  # "a photo of an ankle boot"
   elif preset:
     raise ValueError(f"unknown preset {preset!r}; use '', 'tiny', 'small', 'micro', "
-                     "'mnist_tiny' or 'fashion_mnist_tiny'")
+                     "'shapes_latent', 'mnist_tiny' or 'fashion_mnist_tiny'")
   _denoiser_defaults(config)
   return config
 
@@ -304,6 +314,18 @@ def _class_data_tiny(config, source: str):
   _tiny(config)
   config.data.update(source=source, channels=1)
   config.sample.prompts = sources.CLASS_CAPTIONS[source]
+
+
+def _shapes_latent(config):
+  """32x32 shapes through a trained autoencoder (configs/autoencoder.py:shapes_latent, factor
+  4): 8x8x4 latents, patch 2 -> 16 tokens of 16 channels, the token count of `tiny`."""
+  _tiny(config)
+  config.data.image_size = 32
+  config.latent.autoencoder_workdir = ml_collections.config_dict.placeholder(str)
+  config.model.patch_size = 2
+  # About 55 minutes on one core while flow matching trains on the other (3.1 steps/s).
+  config.train.update(num_steps=9_500, checkpoint_every=1_000, sample_every=2_000,
+                      eval_every=2_000)
 
 
 def _small(config):

@@ -33,6 +33,10 @@ def write_json(name, value) -> None:
   write_text(name, json.dumps(value, indent=1, sort_keys=True))
 
 
+def exists(name) -> bool:
+  return path(name).exists()
+
+
 def read_json(name):
   return json.loads(path(name).read_text())
 

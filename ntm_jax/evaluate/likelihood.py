@@ -19,13 +19,20 @@ def average(history: list) -> dict:
   return {name: float(metric.compute()) for name, metric in averages.items()}
 
 
-def held_out_batches(rt, config, tokenizer, batch_size: int, count: int) -> list:
-  """The first `count` global batches of the evaluation split, in a fixed order."""
+def held_out_local_batches(config, tokenizer, batch_size: int, count: int) -> list:
+  """This process's share of the first `count` batches of the evaluation split (numpy)."""
   loader = pipeline.make_loader(sources.make_source(config.data, "eval"), tokenizer,
                                 global_batch_size=batch_size, seed=config.data.seed,
                                 shuffle=False, num_epochs=1,
                                 channels=config.data.channels)
-  return [rt.global_batch(b) for b, _ in zip(loader, range(count))]
+  return [b for b, _ in zip(loader, range(count))]
+
+
+def held_out_batches(rt, config, tokenizer, batch_size: int, count: int) -> list:
+  """The first `count` global batches of the evaluation split, in a fixed order (encoded to
+  latents when the model generates latents)."""
+  return [rt.global_batch(b)
+          for b in held_out_local_batches(config, tokenizer, batch_size, count)]
 
 
 def average_per_step_count(eval_fn, batches: list, step_counts, step: int) -> dict:

@@ -57,9 +57,40 @@ def classifier_note(metrics: dict) -> str:
           f"{metrics['reference_images']} images are {metrics['real_floor']:.3f} apart.")
 
 
+def latent_lines(note: dict) -> list:
+  """What a latent model's likelihood is measured in, and the autoencoder's own error."""
+  h, w, c = note["latent_shape"]
+  return [f"On autoencoder latents: NLL in latent nats/dim (D = {h}x{w}x{c} = {h * w * c} "
+          f"normalized latents of {note['autoencoder_workdir']}, step "
+          f"{note['autoencoder_step']}), not pixel nats. The autoencoder's held-out "
+          f"reconstruction: PSNR {note['autoencoder_recon_psnr_db']:.2f} dB, MSE "
+          f"{note['autoencoder_recon_mse']:.5f} (images in [-1, 1]).", ""]
+
+
+def autoencoder_lines(report: dict) -> list:
+  metrics = report["likelihood"]
+  lines = ["## Held-out reconstruction (EMA parameters, latent means)", "",
+           "| PSNR dB | MSE |", "|---|---|",
+           f"| {metrics['eval/psnr_db']:.2f} | {metrics['eval/mse']:.5f} |"]
+  ceiling = report.get("shapes_eval_ceiling")
+  if ceiling:
+    lines += ["", f"## ShapesEval ceiling ({ceiling['suite']}, {ceiling['prompts']} prompts x "
+              f"{ceiling['samples_per_prompt']} renders)", "", "| images | split | overall |",
+              "|---|---|---|"]
+    lines += [f"| {images.replace('_', ' ')} | {split} | {ceiling[images][split]['overall']:.3f} |"
+              for images in ("clean_renders", "reconstructions") for split in ("seen", "held_out")
+              if split in ceiling[images]]
+  return lines
+
+
 def markdown(report: dict) -> str:
-  lines = [f"# Evaluation at step {report['step']} ({report['method']})", "",
-           "## Held-out likelihood (EMA parameters)", "", *likelihood_table(report["likelihood"])]
+  lines = [f"# Evaluation at step {report['step']} ({report['method']})", ""]
+  if report["method"] == "autoencoder":
+    return "\n".join(lines + autoencoder_lines(report)) + "\n"
+  lines += ["## Held-out likelihood (EMA parameters)", ""]
+  if report.get("latent"):
+    lines += latent_lines(report["latent"])
+  lines += likelihood_table(report["likelihood"])
   if report.get("shapes_eval"):
     first = report["shapes_eval"][0]
     lines += ["", f"## ShapesEval ({first['suite']}, {first['prompts']} prompts x "

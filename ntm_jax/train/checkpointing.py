@@ -9,6 +9,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from ntm_jax import files
+from ntm_jax import latents
 from ntm_jax.train import runtime as runtime_lib
 
 
@@ -44,9 +45,11 @@ def restore(manager: ocp.CheckpointManager, abstract_state, data_iterator=None, 
 
 def restore_latest(config: ml_collections.ConfigDict, workdir: str, devices=None):
   """(runtime, state) of config's model from the latest checkpoint in workdir, or a clear
-  error."""
+  error (also when the run was trained on another autoencoder's latents)."""
   rt = runtime_lib.build(config, devices)
   manager = make_manager(workdir, config.train, asynchronous=False)
+  if rt.codec is not None and manager.latest_step() is not None:  # before shapes can clash
+    latents.check_run(workdir, rt.codec, fresh=False)
   state = restore(manager, rt.abstract_state)
   if state is None:
     raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}: train "

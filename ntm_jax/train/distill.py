@@ -20,7 +20,6 @@ from flax import nnx
 from ntm_jax import denoise
 from ntm_jax import files
 from ntm_jax import text_to_image
-from ntm_jax.data import pipeline
 from ntm_jax.evaluate import likelihood
 from ntm_jax.train import checkpointing
 from ntm_jax.train import loop
@@ -52,7 +51,7 @@ def create_state(config: ml_collections.ConfigDict, tx: optax.GradientTransforma
 
 def _targets(ntm_params, batch, rng, *, ntm_graphdef, config, num_steps: int):
   model = nnx.merge(ntm_graphdef, ntm_params)
-  images = pipeline.normalize_images(batch["image"])
+  images = state_lib.model_inputs(batch)
   text, mask = text_to_image.encode_text(model, batch["tokens"])
   d = config.distill
   targets = denoise.distillation_targets(
@@ -145,14 +144,16 @@ class DistillRuntime:
 
   def fast_sampler(self, sample_config: ml_collections.ConfigDict,
                    denoiser_params) -> Callable:
-    """(ntm_params, tokens, rng) -> images with the given denoiser parameters."""
+    """(ntm_params, tokens, rng) -> images with the given denoiser parameters (decoded, on
+    latents)."""
     s = sample_config
     settings = dict(num_steps=s.num_steps, guidance=s.guidance, t_min=s.t_min,
                     temperature=s.temperature, final_temperature=s.final_temperature)
     jitted = self._cached(("fast",) + tuple(settings.values()), lambda: jax.jit(
         functools.partial(fast_sample_images, graphdef=self.ntm.graphdef,
                           denoiser_graphdef=self.graphdef, **settings)))
-    return lambda params, tokens, rng: jitted(params, denoiser_params, tokens, rng)
+    return self.ntm.decoding(lambda params, tokens, rng: jitted(params, denoiser_params, tokens,
+                                                                rng))
 
 
 def build(config: ml_collections.ConfigDict, ntm_runtime: runtime_lib.Runtime) -> DistillRuntime:

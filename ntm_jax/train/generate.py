@@ -7,11 +7,13 @@ import numpy as np
 from absl import logging
 
 from ntm_jax import files
+from ntm_jax import latents
 from ntm_jax.data import sources
 from ntm_jax.evaluate import classifier
 from ntm_jax.evaluate import likelihood
 from ntm_jax.evaluate import reports
 from ntm_jax.evaluate import shapes_eval
+from ntm_jax.train import autoencoding
 from ntm_jax.train import checkpointing
 from ntm_jax.train import distill
 from ntm_jax.train import grids
@@ -57,6 +59,9 @@ def _sample_config(config, workdir: str, sampler=None,
 
 def sample(config: ml_collections.ConfigDict, workdir: str, prompts=None) -> str:
   """Samples every prompt sample.per_prompt times; writes a PNG grid and a JSON of settings."""
+  if config.method == "autoencoder":
+    raise ValueError("an autoencoder has no sampler: --mode=eval writes its reconstruction grid "
+                     "and report")
   s = _sample_config(config, workdir)
   prompts = grids.read_prompts(prompts or s.prompts, s.prompts_file)
   rt, state = checkpointing.restore_latest(config, workdir)
@@ -138,15 +143,34 @@ def sample_quality(config, workdir: str, rt, params, samplers) -> dict:
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> str:
   """The evaluation suite on the latest checkpoint's EMA parameters: the held-out likelihood
   report (flow matching: velocity error) and, with every sampler of config.eval.samplers,
-  ShapesEval on shapes data or class accuracy + Frechet distance on class-labelled data.
+  ShapesEval on shapes data or class accuracy + Frechet distance on class-labelled data. On
+  latents it names the autoencoder and its held-out reconstruction error; an autoencoder run
+  reports its reconstruction error and ShapesEval ceiling instead.
   Writes workdir/eval/report_step_N.json and .md; returns the JSON path."""
   rt, state = checkpointing.restore_latest(config, workdir)
   step = int(state.step)
-  report = {"step": step, "method": config.method,
-            "likelihood": likelihood.evaluate(rt, state.ema_params, config,
-                                              loop.tokenizer_for(config), step),
-            **sample_quality(config, workdir, rt, state.ema_params,
-                             [(name, None) for name in config.eval.samplers])}
+  report = {"step": step, "method": config.method}
+  if config.method == "autoencoder":
+    report.update(autoencoding.evaluation_report(rt, state.ema_params, config, workdir, step))
+  else:
+    tokenizer = loop.tokenizer_for(config)
+    report.update(likelihood=likelihood.evaluate(rt, state.ema_params, config, tokenizer, step),
+                  **sample_quality(config, workdir, rt, state.ema_params,
+                                   [(name, None) for name in config.eval.samplers]))
+    if rt.codec is not None:
+      report["latent"] = latent_note(rt, config, tokenizer)
   path = reports.write(report, os.path.join(workdir, "eval", f"report_step_{step:08d}"))
   logging.info("Evaluation report: %s", path)
   return path
+
+
+def latent_note(rt, config, tokenizer) -> dict:
+  """Which autoencoder a latent model's report is about, and its held-out reconstruction error
+  (over the same held-out batches as the likelihood)."""
+  record = rt.codec.record
+  images = np.concatenate([b["image"] for b in likelihood.held_out_local_batches(
+      config, tokenizer, config.train.batch_size, config.train.eval_batches)])
+  return {"autoencoder_workdir": record["autoencoder_workdir"],
+          "autoencoder_step": record["checkpoint_step"],
+          "latent_shape": list(latents.model_image_shape(config)),
+          **latents.reconstruction_report(rt.codec, images)}

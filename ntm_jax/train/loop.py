@@ -17,11 +17,14 @@ from absl import logging
 from clu import metric_writers
 from clu import periodic_actions
 
+from ntm_jax import autoencoder
 from ntm_jax import files
+from ntm_jax import latents
 from ntm_jax import text as text_lib
 from ntm_jax.data import pipeline
 from ntm_jax.data import sources
 from ntm_jax.evaluate import likelihood
+from ntm_jax.train import autoencoding
 from ntm_jax.train import checkpointing
 from ntm_jax.train import fm_init
 from ntm_jax.train import grids
@@ -63,6 +66,9 @@ def validate(config: ml_collections.ConfigDict, batch_size: int, name: str = "tr
   if config.data.channels == 1 and config.data.source == "shapes":
     raise ValueError("data.channels=1 drops colour, which every shapes caption names; use "
                      "data.channels=3 on the shapes data")
+  if config.method == "autoencoder":
+    autoencoder.validate(config.model.autoencoder)
+  latents.validate(config)
   state_lib.validate_sample_settings(config, config.sample)
 
 
@@ -164,6 +170,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   from_fm = config.init.source == "flow_matching"
   if from_fm:
     fm_init.attach(rt, config)
+  if rt.codec is not None:  # before a checkpoint of another latent shape can be restored
+    latents.check_run(workdir, rt.codec, fresh=manager.latest_step() is None)
   state = checkpointing.restore(manager, rt.abstract_state, data_iter)
   if state is None:
     state = rt.create_state()
@@ -178,7 +186,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   def step_fn(state, step, batch):
     return rt.train_step(steps_for(config, step))(state, rt.global_batch(batch))
 
-  # No denoiser exists while the NTM trains: the grids use the model's own default sampler.
+  t = config.train
+  evaluate = (t.eval_every, evaluate_fn(rt, config, tokenizer, writer))
+  if config.method == "autoencoder":
+    grid = autoencoding.grid_fn(rt, config, tokenizer, workdir, writer)
+    actions = (evaluate, (t.sample_every, lambda state, done: grid(state.ema_params, done)))
+  else:
+    actions = ((t.sample_every, sample_fn(rt, config, tokenizer, workdir, writer)), evaluate)
+  state = run_steps(state, train=t, step_fn=step_fn, data_iter=data_iter, manager=manager,
+                    writer=writer,
+                    max_consecutive_nonfinite=config.optim.max_consecutive_nonfinite,
+                    actions=actions)
+  if config.method == "autoencoder":
+    autoencoding.export_if_finished(rt, config, tokenizer, workdir, state)
+  return state
+
+
+def sample_fn(rt, config, tokenizer, workdir: str, writer) -> Callable:
+  """The periodic sample grid of a generator, with its own default sampler (no denoiser exists
+  while the NTM trains)."""
   sample_config = config.sample.copy_and_resolve_references()
   if sample_config.sampler in ("auto", "fast"):
     sample_config.sampler = state_lib.DEFAULT_SAMPLERS[config.method]
@@ -187,15 +213,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     path = write_samples(rt.sampler(sample_config), state.ema_params, config, tokenizer, workdir,
                          writer, done)
     logging.info("Wrote samples to %s", path)
+  return sample
 
+
+def evaluate_fn(rt, config, tokenizer, writer) -> Callable:
+  """The periodic held-out evaluation: NLL (NTM), velocity error (FM) or reconstruction error."""
   def evaluate(state, done):
     writer.write_scalars(done, likelihood.evaluate(rt, state.ema_params, config, tokenizer, done))
-
-  t = config.train
-  return run_steps(state, train=t, step_fn=step_fn, data_iter=data_iter, manager=manager,
-                   writer=writer,
-                   max_consecutive_nonfinite=config.optim.max_consecutive_nonfinite,
-                   actions=((t.sample_every, sample), (t.eval_every, evaluate)))
+  return evaluate
 
 
 def draw_num_steps(seed: int, step: int, choices) -> int:

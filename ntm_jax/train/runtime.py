@@ -11,6 +11,7 @@ import optax
 from absl import logging
 from flax import nnx
 
+from ntm_jax import latents
 from ntm_jax.train import sharding
 from ntm_jax.train import state as state_lib
 
@@ -27,6 +28,8 @@ class Runtime:
   # The frozen flow-matching network of the mean-alignment loss (train/fm_init.py), if any.
   fm_graphdef: Any = None
   fm_params: Any = None
+  # The autoencoder whose latents the model generates (latent.autoencoder_workdir), if any.
+  codec: latents.Codec | None = None
   _train_steps: dict = dataclasses.field(default_factory=dict)
   _eval_steps: dict = dataclasses.field(default_factory=dict)
   _samplers: dict = dataclasses.field(default_factory=dict)
@@ -43,9 +46,13 @@ class Runtime:
       return create()
 
   def global_batch(self, local_batch):
-    """This process's numpy batch -> one global array per key, split over (data, fsdp)."""
-    return jax.tree.map(
+    """This process's numpy batch -> one global array per key, split over (data, fsdp). On
+    latents the images are encoded here, on the devices, and travel on as "latents"."""
+    batch = jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(self.batch_sharding, x), local_batch)
+    if self.codec is None:
+      return batch
+    return {"latents": self.codec.encode(batch.pop("image")), **batch}
 
   def train_step(self, num_steps: int) -> Callable:
     """(state, batch) -> (state, metrics, consecutive non-finite updates) for T = num_steps
@@ -81,9 +88,13 @@ class Runtime:
                     temperature=s.temperature, final_temperature=s.final_temperature)
     key = tuple(settings.values())
     if key not in self._samplers:
-      self._samplers[key] = jax.jit(functools.partial(state_lib.sample_images,
-                                                      graphdef=self.graphdef, **settings))
+      self._samplers[key] = self.decoding(jax.jit(functools.partial(
+          state_lib.sample_images, graphdef=self.graphdef, **settings)))
     return self._samplers[key]
+
+  def decoding(self, sampler: Callable) -> Callable:
+    """A sampler of what the model generates -> a sampler of images (decodes latents)."""
+    return sampler if self.codec is None else self.codec.decoding(sampler)
 
 
 def build(config: ml_collections.ConfigDict, devices=None, check_memory: bool = True) -> Runtime:
@@ -100,5 +111,6 @@ def build(config: ml_collections.ConfigDict, devices=None, check_memory: bool = 
                                        tuple(config.mesh.replicate))
   abstract = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                           shapes, shardings)
+  codec = latents.load(config.latent.autoencoder_workdir) if latents.enabled(config) else None
   return Runtime(config=config, mesh=mesh, graphdef=graphdef, tx=tx, abstract_state=abstract,
-                 state_shardings=shardings, num_params=num_params)
+                 state_shardings=shardings, num_params=num_params, codec=codec)

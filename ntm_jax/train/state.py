@@ -13,8 +13,10 @@ import ml_collections
 import optax
 from flax import nnx
 
+from ntm_jax import autoencoder
 from ntm_jax import denoise
 from ntm_jax import flow_matching
+from ntm_jax import latents
 from ntm_jax import ntm
 from ntm_jax import text_to_image
 from ntm_jax import trajectory
@@ -32,22 +34,34 @@ class TrainState:
 
 
 def model_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The `model` section completed with the image shape the data delivers."""
+  """The `model` section completed with the shape of what it models: the data's images, or
+  their autoencoder latents (latent.autoencoder_workdir)."""
   model = ml_collections.ConfigDict(config.model.to_dict())
-  model.image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
+  model.image_shape = latents.model_image_shape(config)
   return model
 
 
-METHODS = ("ntm", "flow_matching")
+METHODS = ("ntm", "flow_matching", "autoencoder")
 
 
 def make_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs):
-  """The model `config.method` trains: the NTM or the flow-matching baseline."""
+  """The model `config.method` trains: the NTM, the flow-matching baseline or the autoencoder
+  whose latents they can model (configs/autoencoder.py)."""
   if config.method == "ntm":
     return ntm.NTM(model_config(config), rngs=rngs)
   if config.method == "flow_matching":
     return flow_matching.FlowMatching(model_config(config), rngs=rngs)
+  if config.method == "autoencoder":
+    return autoencoder.Autoencoder(config.model.autoencoder, config.data.channels, rngs=rngs)
   raise ValueError(f"method must be one of {METHODS}, got {config.method!r}")
+
+
+def model_inputs(batch):
+  """What the generator models, from a global batch: its latents when the runtime encoded them
+  (runtime.global_batch), else its images in [-1, 1]."""
+  if "latents" in batch:
+    return batch["latents"]
+  return pipeline.normalize_images(batch["image"])
 
 
 def abstract_model(config: ml_collections.ConfigDict):
@@ -91,7 +105,7 @@ def create_train_state(config: ml_collections.ConfigDict, tx: optax.GradientTran
 
 
 def _nll_terms(model, batch, rng, config, num_steps, cfg_dropout, mean_reference=None):
-  images = pipeline.normalize_images(batch["image"])
+  images = model_inputs(batch)
   text, mask = text_to_image.encode_text(model, batch["tokens"])
   n = config.ntm
   kwargs = dict(t_min_range=tuple(n.t_min_range), cfg_dropout=cfg_dropout,
@@ -147,12 +161,21 @@ def train_step(state: TrainState, batch, frozen_fm=None, *, graphdef, tx, config
 
   def fm_loss(params):
     model = nnx.merge(graphdef, params)
-    images = pipeline.normalize_images(batch["image"])
+    images = model_inputs(batch)
     text, mask = text_to_image.encode_text(model, batch["tokens"])
     loss = jnp.mean(flow_matching.loss(model, images, text, mask, rng, cfg_dropout=cfg_dropout))
     return loss, {"fm_loss": loss}
 
-  loss_fn = fm_loss if config.method == "flow_matching" else ntm_loss
+  def autoencoder_loss(params):
+    a = config.model.autoencoder
+    per_example, mse = autoencoder.loss(nnx.merge(graphdef, params),
+                                        pipeline.normalize_images(batch["image"]), rng,
+                                        latent_noise=a.latent_noise, prior_weight=a.prior_weight)
+    return jnp.mean(per_example), {"mse": jnp.mean(mse),
+                                   "psnr_db": jnp.mean(autoencoder.psnr(mse))}
+
+  loss_fn = {"ntm": ntm_loss, "flow_matching": fm_loss,
+             "autoencoder": autoencoder_loss}[config.method]
   (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   metrics["loss"] = loss
   return apply_gradients(state, grads, metrics, tx=tx, optim=config.optim,
@@ -180,9 +203,14 @@ def apply_gradients(state: TrainState, grads, metrics: dict, *, tx, optim, num_s
 
 def eval_step(params, batch, rng, *, graphdef, config, num_steps: int):
   """Held-out NLL of one batch (no CFG dropout), end-to-end at T = num_steps; for flow
-  matching, the held-out velocity error (num_steps unused)."""
+  matching, the held-out velocity error; for the autoencoder, the reconstruction error of the
+  latent means (num_steps unused by both)."""
   model = nnx.merge(graphdef, params)
-  images = pipeline.normalize_images(batch["image"])
+  if config.method == "autoencoder":
+    images = pipeline.normalize_images(batch["image"])
+    mse = jnp.mean(jnp.square(model.decode(model.encode(images)) - images), axis=(1, 2, 3))
+    return {"mse": jnp.mean(mse), "psnr_db": jnp.mean(autoencoder.psnr(mse))}
+  images = model_inputs(batch)
   text, mask = text_to_image.encode_text(model, batch["tokens"])
   if config.method == "flow_matching":
     return {"fm_loss": jnp.mean(flow_matching.loss(model, images, text, mask, rng))}
