@@ -5,10 +5,14 @@ the flow-matching baseline at 4 and 50 Euler steps, on the likelihood report and
   python bench/quality.py --preset=tiny --ntm_workdir=DIR [--fm_workdir=DIR] [--per_kind=100]
   python bench/quality.py --preset=mnist_tiny --ntm_workdir=DIR --fm_workdir=DIR
   python bench/quality.py --preset=fashion_mnist_tiny ... --set=data.fashion_mnist_dir=DIR
+  python bench/quality.py --preset=shapes_latent --ntm_workdir=DIR --fm_workdir=DIR \
+      --ntm_from_fm_workdir=DIR --set=latent.autoencoder_workdir=AE_DIR
 
-The NTM's fast sampler is included when --ntm_workdir holds a distilled denoiser. Both runs are
-scored by one classifier (--classifier_dir, default NTM_WORKDIR/classifier; trained on first
-use). Prints one JSON object whose "markdown" entry is the BENCHMARKS.md table.
+--ntm_from_fm_workdir adds an NTM trained with configs/ntm_from_fm.py. Any of the runs may be
+left out (e.g. --fm_workdir alone, for points of a training curve); --fm_steps sets the Euler
+step counts. The NTM's fast sampler is included when its workdir holds a distilled denoiser.
+All runs are scored by one classifier (--classifier_dir, default FIRST_WORKDIR/classifier;
+trained on first use). Prints one JSON object whose "markdown" entry is the BENCHMARKS.md table.
 """
 
 import argparse
@@ -22,6 +26,7 @@ from absl import logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 from configs import fm as fm_configs  # pylint: disable=g-import-not-at-top,wrong-import-position
+from configs import ntm_from_fm
 from configs import t2i
 from ntm_jax import config_files
 from ntm_jax.evaluate import likelihood
@@ -41,36 +46,49 @@ def _config(get_config, args):
 def _run(config, workdir: str, samplers, args) -> dict:
   config.eval.update(per_kind=args.per_kind, samples_per_prompt=args.samples_per_prompt,
                      samples_per_class=args.samples_per_class)
-  config.eval.classifier.dir = args.classifier_dir or os.path.join(args.ntm_workdir, "classifier")
+  config.eval.classifier.dir = args.classifier_dir
   rt, state = checkpointing.restore_latest(config, workdir)
-  return {"step": int(state.step),
-          "likelihood": likelihood.evaluate(rt, state.ema_params, config,
-                                            loop.tokenizer_for(config), int(state.step)),
-          **generate.sample_quality(config, workdir, rt, state.ema_params, samplers)}
+  tokenizer = loop.tokenizer_for(config)
+  result = {"step": int(state.step),
+            "likelihood": likelihood.evaluate(rt, state.ema_params, config, tokenizer,
+                                              int(state.step)),
+            **generate.sample_quality(config, workdir, rt, state.ema_params, samplers)}
+  if rt.codec is not None:
+    result["latent"] = generate.latent_note(rt, config, tokenizer)
+  return result
 
 
 def _tables(runs: dict) -> list:
-  """Markdown: the sample-quality table of every run's samplers, then the NTM likelihood."""
+  """Markdown: the sample-quality table of every run's samplers, then each NTM's likelihood."""
   renamed = lambda entries, name: [dict(e, sampler=f"{name} {e['sampler']}") for e in entries]
   tables = []
-  if "shapes_eval" in runs["ntm"]:
+  first = next(iter(runs.values()))
+  if "shapes_eval" in first:
     entries = [e for name, run in runs.items() for e in renamed(run["shapes_eval"], name)]
     for split in ("seen", "held_out"):
       tables += [f"ShapesEval, {split}:", "", *reports.shapes_eval_table(entries, split), ""]
-  if "class_metrics" in runs["ntm"]:
+  if "class_metrics" in first:
     entries = [e for name, run in runs.items()
                for e in renamed(run["class_metrics"]["samplers"], name)]
-    tables += [reports.classifier_note(runs["ntm"]["class_metrics"]), "",
+    tables += [reports.classifier_note(first["class_metrics"]), "",
                *reports.class_metrics_table(entries), ""]
-  return tables + ["NTM held-out likelihood:", "",
-                   *reports.likelihood_table(runs["ntm"]["likelihood"])]
+  for name, run in runs.items():
+    if name.startswith("ntm"):
+      tables += [f"{name} held-out likelihood:", "",
+                 *(reports.latent_lines(run["latent"]) if "latent" in run else []),
+                 *reports.likelihood_table(run["likelihood"]), ""]
+  return tables
 
 
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--preset", default="tiny")
-  parser.add_argument("--ntm_workdir", required=True)
+  parser.add_argument("--ntm_workdir", default="")
   parser.add_argument("--fm_workdir", default="")
+  parser.add_argument("--ntm_from_fm_workdir", default="")
+  parser.add_argument("--fm_steps", default="4,50", help="Euler step counts of the FM rows")
+  parser.add_argument("--ntm_samplers", default="full_nf,full_nf_denoised",
+                      help="NTM samplers at T = 4 (fast is added when a denoiser exists)")
   parser.add_argument("--per_kind", type=int, default=100)
   parser.add_argument("--samples_per_prompt", type=int, default=4)
   parser.add_argument("--samples_per_class", type=int, default=100)
@@ -80,13 +98,21 @@ def main():
   args = parser.parse_args()
   flags.FLAGS.mark_as_parsed()  # grain reads absl flags
   logging.set_verbosity(logging.WARNING)
-  ntm_samplers = [("full_nf", 4), ("full_nf_denoised", 4)]
-  if distill.has_denoiser(args.ntm_workdir):
-    ntm_samplers.append(("fast", 4))
-  runs = {"ntm": _run(_config(t2i.get_config, args), args.ntm_workdir, ntm_samplers, args)}
+  if not (args.ntm_workdir or args.fm_workdir or args.ntm_from_fm_workdir):
+    parser.error("give at least one of --ntm_workdir, --fm_workdir, --ntm_from_fm_workdir")
+  args.classifier_dir = args.classifier_dir or os.path.join(
+      args.ntm_workdir or args.fm_workdir or args.ntm_from_fm_workdir, "classifier")
+  ntm_samplers = lambda workdir: [(name, 4) for name in args.ntm_samplers.split(",")] + (
+      [("fast", 4)] if distill.has_denoiser(workdir) else [])
+  runs = {}
+  for name, get_config, workdir in (("ntm", t2i.get_config, args.ntm_workdir),
+                                    ("ntm_from_fm", ntm_from_fm.get_config,
+                                     args.ntm_from_fm_workdir)):
+    if workdir:
+      runs[name] = _run(_config(get_config, args), workdir, ntm_samplers(workdir), args)
   if args.fm_workdir:
     runs["fm"] = _run(_config(fm_configs.get_config, args), args.fm_workdir,
-                      [("euler", 4), ("euler", 50)], args)
+                      [("euler", int(n)) for n in args.fm_steps.split(",")], args)
   print(json.dumps({"bench": "quality", "backend": jax.default_backend(), "preset": args.preset,
                     "runs": runs, "markdown": "\n".join(_tables(runs))}, indent=1))
 

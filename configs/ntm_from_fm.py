@@ -27,4 +27,6 @@ def get_config(preset: str = ""):
     # The FM run's 3,000 steps plus these 1,400 take about the wall-clock of 3,000 NTM steps from
     # scratch, the budget at which this recipe won every ablation (BENCHMARKS.md, Ablations).
     config.train.num_steps = 1_400
+  elif preset == "shapes_latent":  # after configs/fm.py:shapes_latent's 12,000 steps
+    config.train.update(num_steps=3_000, sample_every=1_000, eval_every=1_000)
   return config

@@ -33,8 +33,9 @@ from flax import nnx
 FACTORS = (2, 4, 8)
 
 
-def validate(settings) -> None:
-  """Clear errors for bad `model.autoencoder` settings (a dict or ConfigDict)."""
+def validate(settings, image_size: int | None = None) -> None:
+  """Clear errors for bad `model.autoencoder` settings (a dict or ConfigDict), and for an image
+  size the factor does not divide."""
   if settings["factor"] not in FACTORS:
     raise ValueError(f"model.autoencoder.factor must be one of {FACTORS}, got "
                      f"{settings['factor']!r}")
@@ -50,6 +51,15 @@ def validate(settings) -> None:
                      f"{settings['latent_channels']!r}")
   if settings["latent_noise"] < 0 or settings["prior_weight"] < 0:
     raise ValueError("model.autoencoder.latent_noise and prior_weight must be >= 0")
+  if image_size is not None and image_size % settings["factor"]:
+    raise ValueError(f"data.image_size {image_size} is not divisible by the autoencoder's "
+                     f"factor {settings['factor']}")
+
+
+def latent_shape(factor: int, latent_channels: int, image_shape) -> tuple:
+  """(H / f, W / f, latent_channels) for images of shape (H, W, C)."""
+  height, width, _ = image_shape
+  return height // factor, width // factor, latent_channels
 
 
 def space_to_depth(x):
@@ -123,7 +133,8 @@ class Decoder(nnx.Module):
 
 class Autoencoder(nnx.Module):
   """encode: images [b, H, W, C] in [-1, 1] -> latent means [b, H/f, W/f, latent_channels];
-  decode: the inverse map (approximately). Settings: `model.autoencoder` (configs/autoencoder.py)."""
+  decode: the inverse map (approximately). Settings: `model.autoencoder`
+  (configs/autoencoder.py)."""
 
   def __init__(self, settings, channels: int, *, rngs: nnx.Rngs):
     validate(settings)
@@ -134,11 +145,7 @@ class Autoencoder(nnx.Module):
     self.decoder = Decoder(channels, widths, self.latent_channels, rngs=rngs)
 
   def latent_shape(self, image_shape) -> tuple:
-    height, width, _ = image_shape
-    if height % self.factor or width % self.factor:
-      raise ValueError(f"image size {height}x{width} is not divisible by the autoencoder's "
-                       f"factor {self.factor}")
-    return height // self.factor, width // self.factor, self.latent_channels
+    return latent_shape(self.factor, self.latent_channels, image_shape)
 
   def encode(self, images):
     return self.encoder(images.astype(jnp.float32))

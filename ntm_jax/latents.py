@@ -72,12 +72,6 @@ def read_record(autoencoder_workdir: str) -> dict:
   return files.read_json(path)
 
 
-def latent_shape(settings, image_shape) -> tuple:
-  factor = settings["factor"]
-  height, width, _ = image_shape
-  return height // factor, width // factor, settings["latent_channels"]
-
-
 def model_image_shape(config: ml_collections.ConfigDict) -> tuple:
   """The shape of one example the generator models: the latent shape on latents, else the
   data's (image_size, image_size, channels)."""
@@ -85,7 +79,9 @@ def model_image_shape(config: ml_collections.ConfigDict) -> tuple:
   if not enabled(config):
     return image_shape
   record = read_record(config.latent.autoencoder_workdir)
-  return latent_shape(record["settings"], record["image_shape"])
+  settings = record["settings"]
+  return autoencoder_lib.latent_shape(settings["factor"], settings["latent_channels"],
+                                      record["image_shape"])
 
 
 def latent_statistics(latents: np.ndarray) -> tuple:

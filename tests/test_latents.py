@@ -66,6 +66,8 @@ def test_autoencoder_shapes_and_fixed_variance_kl_loss():
 def test_bad_autoencoder_settings_are_refused(key, value, message):
   with pytest.raises(ValueError, match=message):
     autoencoder.validate({**SETTINGS, key: value})
+  with pytest.raises(ValueError, match="image_size 18 is not divisible"):
+    autoencoder.validate(SETTINGS, image_size=18)
 
 
 def test_latent_statistics_normalize_per_channel():
@@ -146,6 +148,8 @@ def test_ntm_on_latents_trains_samples_distills_and_reports_latent_nats(trained_
   config.eval.shapes_eval = False  # the fast sampler's decoding is in the distillation grid
   report = files.read_json(generate.evaluate(config, workdir))
   assert report["latent"]["latent_shape"] == [4, 4, 4]
+  assert "eval_T4/nll_nats_per_dim" in report["likelihood"]
+  assert not any("8bit" in k for k in report["likelihood"])  # a pixel-only unit
   assert np.isfinite(report["latent"]["autoencoder_recon_psnr_db"])
   markdown = files.path(os.path.join(workdir, "eval", "report_step_00000004.md")).read_text()
   assert "latent nats/dim" in markdown

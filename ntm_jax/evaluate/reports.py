@@ -12,12 +12,15 @@ def likelihood_table(results: dict) -> list:
   if not any("nll_nats_per_dim" in k for k in results):  # flow matching
     return ["| held-out velocity MSE |", "|---|",
             *[f"| {results[p + '/fm_loss']:.4f} |" for p in prefixes]]
-  header = ["T", "NLL nats/dim", "bits/dim", "bits/8-bit dim", "bound on -log p(x_t0)"]
+  columns = {"nll_nats_per_dim": "NLL nats/dim", "bits_per_dim": "bits/dim",
+             "bits_per_8bit_dim": "bits/8-bit dim",  # pixels only, not latents
+             "bound_x_t0_nats_per_dim": "bound on -log p(x_t0)"}
+  columns = {k: v for k, v in columns.items() if f"{prefixes[0]}/{k}" in results}
+  header = ["T", *columns.values()]
   rows = ["| " + " | ".join(header + [name.replace("_nats_per_dim", "") for name in levels]) +
           " |", "|" + "---|" * (len(header) + len(levels))]
   for p in prefixes:
-    values = [results[f"{p}/{k}"] for k in ("nll_nats_per_dim", "bits_per_dim",
-                                            "bits_per_8bit_dim", "bound_x_t0_nats_per_dim")]
+    values = [results[f"{p}/{k}"] for k in columns]
     values += [results[f"{p}/{name}"] for name in levels]
     rows.append(f"| {p.removeprefix('eval_T')} | " + " | ".join(f"{v:.3f}" for v in values) +
                 " |")

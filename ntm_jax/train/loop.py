@@ -67,7 +67,7 @@ def validate(config: ml_collections.ConfigDict, batch_size: int, name: str = "tr
     raise ValueError("data.channels=1 drops colour, which every shapes caption names; use "
                      "data.channels=3 on the shapes data")
   if config.method == "autoencoder":
-    autoencoder.validate(config.model.autoencoder)
+    autoencoder.validate(config.model.autoencoder, config.data.image_size)
   latents.validate(config)
   state_lib.validate_sample_settings(config, config.sample)
 

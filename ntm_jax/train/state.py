@@ -118,12 +118,14 @@ def _nll_terms(model, batch, rng, config, num_steps, cfg_dropout, mean_reference
   raise ValueError(f"ntm.mode must be 'end_to_end' or 'pair_wise', got {n.mode!r}")
 
 
-def nll_metrics(out, num_dims: int) -> dict:
-  """Batch means in nats/dim and bits/dim (bits per 8-bit data dimension included)."""
+def nll_metrics(out, num_dims: int, pixels: bool = True) -> dict:
+  """Batch means in nats/dim and bits/dim, and bits per 8-bit data dimension when the model
+  generates pixels in [-1, 1] (not on autoencoder latents, where it has no meaning)."""
   nll = out["nll"]
   metrics = {"nll_nats_per_dim": jnp.mean(nll) / num_dims,
-             "bits_per_dim": jnp.mean(ntm.bits_per_dim(nll, num_dims)),
-             "bits_per_8bit_dim": jnp.mean(ntm.bits_per_dim(nll, num_dims, data_scale=127.5))}
+             "bits_per_dim": jnp.mean(ntm.bits_per_dim(nll, num_dims))}
+  if pixels:
+    metrics["bits_per_8bit_dim"] = jnp.mean(ntm.bits_per_dim(nll, num_dims, data_scale=127.5))
   if "level_nll" in out:
     for k in range(out["level_nll"].shape[1]):
       metrics[f"level_{k}_nats_per_dim"] = jnp.mean(out["level_nll"][:, k]) / num_dims
@@ -149,7 +151,8 @@ def train_step(state: TrainState, batch, frozen_fm=None, *, graphdef, tx, config
       reference = flow_matching.posterior_mean_reference(
           nnx.merge(fm_graphdef, frozen_fm), config.model.predictor.sigma_floor)
     out = _nll_terms(model, batch, rng, config, num_steps, cfg_dropout, reference)
-    loss, metrics = jnp.mean(out["nll"]) / model.num_dims, nll_metrics(out, model.num_dims)
+    loss = jnp.mean(out["nll"]) / model.num_dims
+    metrics = nll_metrics(out, model.num_dims, pixels=not latents.enabled(config))
     if frozen_fm is not None:
       a = config.init.mean_alignment
       weight = flow_matching.alignment_weight(state.step, a.weight,
@@ -216,7 +219,7 @@ def eval_step(params, batch, rng, *, graphdef, config, num_steps: int):
     return {"fm_loss": jnp.mean(flow_matching.loss(model, images, text, mask, rng))}
   out = ntm.trajectory_nll(model, images, text, mask, rng, num_steps=num_steps,
                            t_min_range=tuple(config.ntm.t_min_range))
-  return nll_metrics(out, model.num_dims)
+  return nll_metrics(out, model.num_dims, pixels=not latents.enabled(config))
 
 
 # The samplers that need the trained model only, per method; the NTM's fast sampler also needs
