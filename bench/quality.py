@@ -9,8 +9,8 @@ the flow-matching baseline at 4 and 50 Euler steps, on the likelihood report and
       --ntm_from_fm_workdir=DIR --set=latent.autoencoder_workdir=AE_DIR
 
 --ntm_from_fm_workdir adds an NTM trained with configs/ntm_from_fm.py. Any of the runs may be
-left out (e.g. --fm_workdir alone, for points of a training curve); --fm_steps sets the Euler
-step counts. The NTM's fast sampler is included when its workdir holds a distilled denoiser.
+left out (e.g. --fm_workdir alone, for points of a training curve); --fm_rows picks the FM
+samplers and step counts. The NTM's fast sampler is included when its workdir holds a distilled denoiser.
 All runs are scored by one classifier (--classifier_dir, default FIRST_WORKDIR/classifier;
 trained on first use). Prints one JSON object whose "markdown" entry is the BENCHMARKS.md table.
 """
@@ -86,7 +86,8 @@ def main():
   parser.add_argument("--ntm_workdir", default="")
   parser.add_argument("--fm_workdir", default="")
   parser.add_argument("--ntm_from_fm_workdir", default="")
-  parser.add_argument("--fm_steps", default="4,50", help="Euler step counts of the FM rows")
+  parser.add_argument("--fm_rows", default="euler:4,euler:50",
+                      help="FM rows as SAMPLER:T (euler, heun, posterior)")
   parser.add_argument("--ntm_samplers", default="full_nf,full_nf_denoised",
                       help="NTM samplers at T = 4 (fast is added when a denoiser exists)")
   parser.add_argument("--per_kind", type=int, default=100)
@@ -112,7 +113,8 @@ def main():
       runs[name] = _run(_config(get_config, args), workdir, ntm_samplers(workdir), args)
   if args.fm_workdir:
     runs["fm"] = _run(_config(fm_configs.get_config, args), args.fm_workdir,
-                      [("euler", int(n)) for n in args.fm_steps.split(",")], args)
+                      [(name, int(t)) for name, t in
+                       (row.split(":") for row in args.fm_rows.split(","))], args)
   print(json.dumps({"bench": "quality", "backend": jax.default_backend(), "preset": args.preset,
                     "runs": runs, "markdown": "\n".join(_tables(runs))}, indent=1))
 
