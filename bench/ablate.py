@@ -60,6 +60,8 @@ VARIANTS = {
     "ntm_grey": ("t2i", GREY, None),
     "fm_grey_1k": ("fm", GREY + ("train.num_steps=1000",), None),
     "ntm_grey_1k": ("t2i", GREY + ("train.num_steps=1000",), None),
+    "fm_grey_10k": ("fm", GREY + ("train.num_steps=10000",), None),
+    "ntm_grey_10k": ("t2i", GREY + ("train.num_steps=10000",), None),
     "ntm_grey_posterior": ("t2i", GREY + ("model.predictor.parametrization=posterior",
                                           "model.predictor.data_variance=0.5"), None),
     "ntm_grey_no_transporter": ("t2i", GREY + ("model.transporter.num_blocks=0",), None),
