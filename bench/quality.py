@@ -95,7 +95,7 @@ def main():
   parser.add_argument("--samples_per_class", type=int, default=100)
   parser.add_argument("--classifier_dir", default="")
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                      help="config override for both runs, e.g. data.fashion_mnist_dir=DIR")
+                      help="config override for every run, e.g. data.fashion_mnist_dir=DIR")
   args = parser.parse_args()
   flags.FLAGS.mark_as_parsed()  # grain reads absl flags
   logging.set_verbosity(logging.WARNING)
