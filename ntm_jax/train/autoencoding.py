@@ -17,16 +17,20 @@ from ntm_jax.evaluate import shapes_eval
 from ntm_jax.train import grids
 
 
-def reconstruct(rt, params, images: np.ndarray) -> np.ndarray:
-  """uint8 images -> uint8 reconstructions through the latent means (no posterior noise)."""
-  model = nnx.merge(rt.graphdef, params)
-  recon = jax.jit(lambda x: model.decode(model.encode(pipeline.normalize_images(x))))(images)
-  return pipeline.to_uint8(recon)
+def reconstructor(rt):
+  """(params, uint8 images) -> uint8 reconstructions through the latent means (no posterior
+  noise); jitted once per runtime, so repeated grids and chunks reuse one compilation."""
+  def run(params, images):
+    model = nnx.merge(rt.graphdef, params)
+    return model.decode(model.encode(pipeline.normalize_images(images)))
+  jitted = jax.jit(run)
+  return lambda params, images: pipeline.to_uint8(jitted(params, images))
 
 
-def write_grid(rt, params, images: np.ndarray, path: str, columns: int = 8) -> np.ndarray:
+def write_grid(reconstruct, params, images: np.ndarray, path: str,
+               columns: int = 8) -> np.ndarray:
   """Rows of originals, each followed by its row of reconstructions; returns the grid."""
-  recon = reconstruct(rt, params, images)
+  recon = reconstruct(params, images)
   rows = len(images) // columns
   pairs = np.stack([images[:rows * columns].reshape(rows, columns, *images.shape[1:]),
                     recon[:rows * columns].reshape(rows, columns, *images.shape[1:])], axis=1)
@@ -47,10 +51,11 @@ def grid_fn(rt, config, tokenizer, workdir: str, writer):
   workdir/samples/reconstructions_step_N.png (and in TensorBoard, given a writer)."""
   held_out = likelihood.held_out_local_batches(config, tokenizer, config.train.batch_size, 1)[0]
   images = held_out["image"][:32]
+  reconstruct = reconstructor(rt)
 
   def grid(params, done):
     path = os.path.join(workdir, "samples", f"reconstructions_step_{done:08d}.png")
-    image = write_grid(rt, params, images, path)
+    image = write_grid(reconstruct, params, images, path)
     if writer is not None:
       writer.write_images(done, {"reconstructions": image[None]})
     logging.info("Wrote reconstructions to %s", path)
@@ -84,8 +89,9 @@ def shapes_eval_ceiling(rt, params, config) -> dict:
   suite = shapes_eval.prompt_suite(tuple(map(tuple, config.data.held_out_combinations)),
                                    per_kind=e.per_kind)
   renders = shapes_eval.render_suite(suite, config.data.image_size, e.samples_per_prompt)
-  recon = np.concatenate([reconstruct(rt, params, chunk)
-                          for chunk in np.array_split(renders, -(-len(renders) // 256))])
+  reconstruct = reconstructor(rt)
+  recon = np.concatenate([reconstruct(params, renders[i:i + 256])
+                          for i in range(0, len(renders), 256)])
   return {"suite": shapes_eval.SUITE_VERSION, "prompts": len(suite),
           "samples_per_prompt": e.samples_per_prompt,
           "clean_renders": shapes_eval.score(suite, renders, e.samples_per_prompt),
