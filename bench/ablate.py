@@ -68,6 +68,7 @@ VARIANTS = {
     "ntm_grey_transporter_4x1": ("t2i", GREY + ("model.transporter.num_blocks=4",
                                                 "model.predictor.depth=1"), None),
     "ntm_grey_mixing": ("t2i", GREY + ("model.transporter.channel_mixing=True",), None),
+    "ntm_grey_minilm": ("t2i", GREY + ("model.text_encoder.kind=minilm",), None),
     "ntm_grey_end_to_end": ("t2i", GREY + ("ntm.mode=end_to_end", "train.num_steps=1200"),
                             None),
     "ntm_grey_T1": ("t2i", GREY + ("ntm.num_steps=(1,)", "sample.num_steps=1"), None),

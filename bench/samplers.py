@@ -24,7 +24,6 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import flags
@@ -34,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from configs import t2i  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ntm_jax import denoise
 from ntm_jax import ntm
+from ntm_jax import text as text_lib
 from ntm_jax import text_to_image
 from ntm_jax.train import checkpointing
 from ntm_jax.train import distill
@@ -58,8 +58,9 @@ def bench_preset(preset: str, batch: int, repeats: int) -> dict:
   config = t2i.get_config(preset)
   model = ntm.NTM(state_lib.model_config(config), rngs=nnx.Rngs(0))
   denoiser = distill.make_denoiser(config, nnx.Rngs(1))
-  tokens = jnp.ones((batch, config.model.text_encoder.max_length), jnp.int32)
-  text, mask = text_to_image.encode_text(model, tokens)
+  tokens = loop.tokenizer_for(config).encode(["a red circle"] * batch)
+  text, mask = text_to_image.encode_text(
+      model, text_lib.text_inputs(config.model.text_encoder)(tokens))
   kwargs = dict(num_steps=config.sample.num_steps, guidance=config.sample.guidance,
                 t_min=config.sample.t_min)
   samplers = {

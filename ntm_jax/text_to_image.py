@@ -32,12 +32,11 @@ class TextToImageModel(nnx.Module):
 
   def _init_text(self, config: ml_collections.ConfigDict, rngs: nnx.Rngs):
     self.null_text = nnx.Param(jnp.zeros((self.text_dim,), jnp.float32))
-    # Optional built-in encoder; without it the caller supplies text embeddings directly.
+    # The trainable text module (text.py); without a text_encoder section the caller supplies
+    # text embeddings directly.
     encoder = config.get("text_encoder")
-    self.text_encoder = text_lib.TextEncoder(
-        vocab_size=encoder.vocab_size, max_length=encoder.max_length, width=self.text_dim,
-        depth=encoder.depth, num_heads=encoder.num_heads, dtype=self.dtype,
-        rngs=rngs) if encoder else None
+    self.text_encoder = text_lib.make_encoder(encoder, self.text_dim, self.dtype,
+                                              rngs) if encoder else None
 
   def tokens(self, images):
     patching.check_images(images, self.image_shape)
@@ -53,9 +52,10 @@ class TextToImageModel(nnx.Module):
     return text, mask
 
 
-def encode_text(model: TextToImageModel, tokens):
-  """Token ids [batch, length] -> (text, mask); captions with no tokens get the null condition."""
-  text, mask = model.text_encoder(tokens)
+def encode_text(model: TextToImageModel, text_input):
+  """The text input (token ids [batch, length], or frozen token states: text.py) -> (text,
+  mask); captions with no tokens get the null condition."""
+  text, mask = model.text_encoder(text_input)
   return null_if_empty(model, text, mask)
 
 

@@ -23,6 +23,27 @@ def test_suite_is_fixed_covers_every_category_and_separates_held_out_prompts():
   assert suite[0].caption == shapes_eval.prompt_suite(per_kind=1)[0].caption
 
 
+def test_paraphrases_keep_the_spec_and_use_no_word_of_a_training_caption():
+  rng = np.random.default_rng(0)
+  sampler = shapes.SceneSampler(32, (("purple", "triangle"),))
+  training_words = {w for _ in range(3000) for w in sampler.sample(rng).caption.split()}
+  suite = shapes_eval.prompt_suite(per_kind=20)
+  paraphrased = shapes_eval.paraphrase_suite(suite)
+  content = set(shapes.COLORS) | set(shapes.SHAPES) | set(shapes.PLURALS.values()) | set(
+      shapes.NUMBERS.values())
+  for original, new in zip(suite, paraphrased):
+    assert dataclasses.replace(new, caption=original.caption) == original
+    words = new.caption.split()
+    assert not content & set(words), new.caption
+    for article, following in zip(words, words[1:]):
+      if article in ("a", "an"):
+        assert (article == "an") == (following[0] in "aeiou"), new.caption
+  assert not {w for v in shapes_eval.PARAPHRASES.values() for w in v.split()} & (
+      training_words - {"a", "of"})
+  assert shapes_eval.paraphrase("two red circles above an orange square") == (
+      "a pair of crimson balls over an amber box")
+
+
 @pytest.mark.parametrize("canvas", [16, 32])
 def test_judge_self_test(canvas):
   suite = shapes_eval.prompt_suite(per_kind=12)

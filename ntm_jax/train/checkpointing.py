@@ -10,6 +10,7 @@ import orbax.checkpoint as ocp
 
 from ntm_jax import files
 from ntm_jax import latents
+from ntm_jax import text as text_lib
 from ntm_jax.train import runtime as runtime_lib
 
 
@@ -43,13 +44,22 @@ def restore(manager: ocp.CheckpointManager, abstract_state, data_iterator=None, 
   return manager.restore(step, args=ocp.args.Composite(**items))["state"]
 
 
+def check_conditioning(config: ml_collections.ConfigDict, rt, workdir: str, fresh: bool) -> None:
+  """Records what a fresh run is conditioned on (autoencoder latents, text encoder); refuses to
+  resume or load a run with another."""
+  if rt.codec is not None:
+    latents.check_run(workdir, rt.codec, fresh)
+  if config.method != "autoencoder":
+    text_lib.check_run(workdir, config.model.text_encoder, fresh)
+
+
 def restore_latest(config: ml_collections.ConfigDict, workdir: str, devices=None):
   """(runtime, state) of config's model from the latest checkpoint in workdir, or a clear
-  error (also when the run was trained on another autoencoder's latents)."""
+  error (also when the run was trained on another autoencoder's latents or text encoder)."""
   rt = runtime_lib.build(config, devices)
   manager = make_manager(workdir, config.train, asynchronous=False)
-  if rt.codec is not None and manager.latest_step() is not None:  # before shapes can clash
-    latents.check_run(workdir, rt.codec, fresh=False)
+  if manager.latest_step() is not None:  # before shapes can clash
+    check_conditioning(config, rt, workdir, fresh=False)
   state = restore(manager, rt.abstract_state)
   if state is None:
     raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}: train "

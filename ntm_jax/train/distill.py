@@ -52,7 +52,7 @@ def create_state(config: ml_collections.ConfigDict, tx: optax.GradientTransforma
 def _targets(ntm_params, batch, rng, *, ntm_graphdef, config, num_steps: int):
   model = nnx.merge(ntm_graphdef, ntm_params)
   images = state_lib.model_inputs(batch)
-  text, mask = text_to_image.encode_text(model, batch["tokens"])
+  text, mask = text_to_image.encode_text(model, batch["text"])
   d = config.distill
   targets = denoise.distillation_targets(
       model, images, text, mask, rng, num_steps=num_steps, t_min_range=tuple(d.t_min_range),
@@ -91,12 +91,12 @@ def eval_step(params, ntm_params, batch, rng, *, graphdef, ntm_graphdef, config,
   return _error_metrics(mse, targets)
 
 
-def fast_sample_images(params, denoiser_params, tokens, rng, *, graphdef, denoiser_graphdef,
+def fast_sample_images(params, denoiser_params, text_input, rng, *, graphdef, denoiser_graphdef,
                        num_steps: int, guidance: float, t_min: float, temperature: float,
                        final_temperature: float):
-  """The fast sampler (T predictor steps + one denoiser pass) for token ids [batch, length]."""
+  """The fast sampler (T predictor steps + one denoiser pass) for a text input (text.py)."""
   model = nnx.merge(graphdef, params)
-  text, mask = text_to_image.encode_text(model, tokens)
+  text, mask = text_to_image.encode_text(model, text_input)
   return denoise.sample_fast(model, nnx.merge(denoiser_graphdef, denoiser_params), rng, text,
                              mask, num_steps=num_steps, guidance=guidance, t_min=t_min,
                              temperature=temperature, final_temperature=final_temperature)
@@ -152,8 +152,8 @@ class DistillRuntime:
     jitted = self._cached(("fast",) + tuple(settings.values()), lambda: jax.jit(
         functools.partial(fast_sample_images, graphdef=self.ntm.graphdef,
                           denoiser_graphdef=self.graphdef, **settings)))
-    return self.ntm.decoding(lambda params, tokens, rng: jitted(params, denoiser_params, tokens,
-                                                                rng))
+    return self.ntm.on_host(lambda params, text_input, rng: jitted(params, denoiser_params,
+                                                                   text_input, rng))
 
 
 def build(config: ml_collections.ConfigDict, ntm_runtime: runtime_lib.Runtime) -> DistillRuntime:

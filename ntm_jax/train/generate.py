@@ -93,19 +93,22 @@ def evaluated_sampler(config, workdir: str, rt, sampler_name: str, num_steps=Non
                    "batch_size": s.batch_size, **extra}
 
 
-def shapes_eval_report(config, workdir: str, rt, params, sampler_name: str,
-                       num_steps=None) -> dict:
-  """ShapesEval of one sampler (settings from config.sample, T = num_steps if given)."""
+def shapes_eval_report(config, workdir: str, rt, params, sampler_name: str, num_steps=None,
+                       paraphrased: bool = False) -> dict:
+  """ShapesEval of one sampler (settings from config.sample, T = num_steps if given); with
+  paraphrased, on the suite's paraphrases (words never seen in training, same specs)."""
   sampler, settings = evaluated_sampler(config, workdir, rt, sampler_name, num_steps)
   e = config.eval
   suite = shapes_eval.prompt_suite(tuple(map(tuple, config.data.held_out_combinations)),
                                    per_kind=e.per_kind)
+  if paraphrased:
+    suite = shapes_eval.paraphrase_suite(suite)
   images = grids.sample_prompts(sampler, params, loop.tokenizer_for(config),
                                 [p.caption for p in suite], per_prompt=e.samples_per_prompt,
                                 seed=settings["seed"], batch_size=settings["batch_size"])
-  return {"suite": shapes_eval.SUITE_VERSION, "prompts": len(suite),
-          "samples_per_prompt": e.samples_per_prompt, **settings,
-          **shapes_eval.score(suite, images, e.samples_per_prompt)}
+  version = shapes_eval.PARAPHRASE_VERSION if paraphrased else shapes_eval.SUITE_VERSION
+  return {"suite": version, "prompts": len(suite), "samples_per_prompt": e.samples_per_prompt,
+          **settings, **shapes_eval.score(suite, images, e.samples_per_prompt)}
 
 
 def class_metrics_report(config, workdir: str, rt, params, sampler_name: str,

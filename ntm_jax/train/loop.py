@@ -36,9 +36,8 @@ class NonFiniteError(RuntimeError):
   pass
 
 
-def tokenizer_for(config: ml_collections.ConfigDict) -> text_lib.HashedWordTokenizer:
-  encoder = config.model.text_encoder
-  return text_lib.HashedWordTokenizer(encoder.vocab_size, encoder.max_length)
+def tokenizer_for(config: ml_collections.ConfigDict):
+  return text_lib.make_tokenizer(config.model.text_encoder)
 
 
 def check_workdir(workdir: str) -> None:
@@ -170,8 +169,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   from_fm = config.init.source == "flow_matching"
   if from_fm:
     fm_init.attach(rt, config)
-  if rt.codec is not None:  # before a checkpoint of another latent shape can be restored
-    latents.check_run(workdir, rt.codec, fresh=manager.latest_step() is None)
+  # Before a checkpoint of another latent shape or text encoder can be restored.
+  checkpointing.check_conditioning(config, rt, workdir, fresh=manager.latest_step() is None)
   state = checkpointing.restore(manager, rt.abstract_state, data_iter)
   if state is None:
     state = rt.create_state()

@@ -12,6 +12,7 @@ from absl import logging
 from flax import nnx
 
 from ntm_jax import latents
+from ntm_jax import text as text_lib
 from ntm_jax.train import sharding
 from ntm_jax.train import state as state_lib
 
@@ -30,6 +31,9 @@ class Runtime:
   fm_params: Any = None
   # The autoencoder whose latents the model generates (latent.autoencoder_workdir), if any.
   codec: latents.Codec | None = None
+  # Host function token ids -> the model's text input (text.text_inputs): the ids themselves,
+  # or the frozen encoder's cached token states.
+  text_inputs: Callable = lambda tokens: tokens
   _train_steps: dict = dataclasses.field(default_factory=dict)
   _eval_steps: dict = dataclasses.field(default_factory=dict)
   _samplers: dict = dataclasses.field(default_factory=dict)
@@ -46,8 +50,11 @@ class Runtime:
       return create()
 
   def global_batch(self, local_batch):
-    """This process's numpy batch -> one global array per key, split over (data, fsdp). On
-    latents the images are encoded here, on the devices, and travel on as "latents"."""
+    """This process's numpy batch -> one global array per key, split over (data, fsdp). The
+    caption tokens travel on as the model's "text" input; on latents the images are encoded
+    here, on the devices, and travel on as "latents"."""
+    local_batch = dict(local_batch)
+    local_batch["text"] = self.text_inputs(local_batch.pop("tokens"))
     batch = jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(self.batch_sharding, x), local_batch)
     if self.codec is None:
@@ -76,8 +83,8 @@ class Runtime:
     return self._eval_steps[num_steps]
 
   def sampler(self, sample_config: ml_collections.ConfigDict) -> Callable:
-    """The jitted sampler (params, tokens, rng) -> images for a `sample` config section: the
-    model's own samplers (state.MODEL_SAMPLERS); the NTM's fast one needs the denoiser."""
+    """The sampler (params, tokens, rng) -> images for a `sample` config section: the model's
+    own samplers (state.MODEL_SAMPLERS), jitted; the NTM's fast one needs the denoiser."""
     s = sample_config
     allowed = state_lib.MODEL_SAMPLERS[self.config.method]
     if s.sampler not in allowed:
@@ -88,14 +95,15 @@ class Runtime:
                     temperature=s.temperature, final_temperature=s.final_temperature)
     key = tuple(settings.values())
     if key not in self._samplers:
-      self._samplers[key] = self.decoding(jax.jit(functools.partial(
+      self._samplers[key] = self.on_host(jax.jit(functools.partial(
           state_lib.sample_images, graphdef=self.graphdef, **settings)))
     return self._samplers[key]
 
-  def decoding(self, sampler: Callable) -> Callable:
-    """A sampler of what the model generates -> a sampler of images (decodes latents)."""
-    return sampler if self.codec is None else self.codec.decoding(sampler)
-
+  def on_host(self, sampler: Callable) -> Callable:
+    """A sampler (params, text input, rng) -> what the model generates, as a sampler (params,
+    token ids, rng) -> images: text inputs from the ids, latents decoded."""
+    decoding = sampler if self.codec is None else self.codec.decoding(sampler)
+    return lambda params, tokens, rng: decoding(params, self.text_inputs(tokens), rng)
 
 def build(config: ml_collections.ConfigDict, devices=None, check_memory: bool = True) -> Runtime:
   """Mesh, shapes and shardings of the state, and the fail-fast memory check: no allocation."""
@@ -113,4 +121,5 @@ def build(config: ml_collections.ConfigDict, devices=None, check_memory: bool = 
                           shapes, shardings)
   codec = latents.load(config.latent.autoencoder_workdir) if latents.enabled(config) else None
   return Runtime(config=config, mesh=mesh, graphdef=graphdef, tx=tx, abstract_state=abstract,
-                 state_shardings=shardings, num_params=num_params, codec=codec)
+                 state_shardings=shardings, num_params=num_params, codec=codec,
+                 text_inputs=text_lib.text_inputs(config.model.text_encoder))

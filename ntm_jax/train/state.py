@@ -106,7 +106,7 @@ def create_train_state(config: ml_collections.ConfigDict, tx: optax.GradientTran
 
 def _nll_terms(model, batch, rng, config, num_steps, cfg_dropout, mean_reference=None):
   images = model_inputs(batch)
-  text, mask = text_to_image.encode_text(model, batch["tokens"])
+  text, mask = text_to_image.encode_text(model, batch["text"])
   n = config.ntm
   kwargs = dict(t_min_range=tuple(n.t_min_range), cfg_dropout=cfg_dropout,
                 mean_reference=mean_reference)
@@ -165,7 +165,7 @@ def train_step(state: TrainState, batch, frozen_fm=None, *, graphdef, tx, config
   def fm_loss(params):
     model = nnx.merge(graphdef, params)
     images = model_inputs(batch)
-    text, mask = text_to_image.encode_text(model, batch["tokens"])
+    text, mask = text_to_image.encode_text(model, batch["text"])
     loss = jnp.mean(flow_matching.loss(model, images, text, mask, rng, cfg_dropout=cfg_dropout))
     return loss, {"fm_loss": loss}
 
@@ -214,7 +214,7 @@ def eval_step(params, batch, rng, *, graphdef, config, num_steps: int):
     mse = jnp.mean(jnp.square(model.decode(model.encode(images)) - images), axis=(1, 2, 3))
     return {"mse": jnp.mean(mse), "psnr_db": jnp.mean(autoencoder.psnr(mse))}
   images = model_inputs(batch)
-  text, mask = text_to_image.encode_text(model, batch["tokens"])
+  text, mask = text_to_image.encode_text(model, batch["text"])
   if config.method == "flow_matching":
     return {"fm_loss": jnp.mean(flow_matching.loss(model, images, text, mask, rng))}
   out = ntm.trajectory_nll(model, images, text, mask, rng, num_steps=num_steps,
@@ -253,17 +253,18 @@ def validate_sample_settings(config: ml_collections.ConfigDict,
                      f"{sample.per_prompt!r} and {sample.batch_size!r}")
 
 
-def sample_images(params, tokens, rng, *, graphdef, sampler: str, num_steps: int,
+def sample_images(params, text_input, rng, *, graphdef, sampler: str, num_steps: int,
                   guidance: float, t_min: float, temperature: float,
                   final_temperature: float):
-  """Samples for token ids [batch, length]: float images in about [-1, 1].
+  """Samples for a text input (token ids or frozen token states: text.py): float images in
+  about [-1, 1] (or latents).
 
   full_nf: predictor chain + transporter inverse (Algorithm 2); full_nf_denoised: the same,
   then trajectory score denoising with the model's own joint score (Algorithm 3). Flow
   matching: euler / heun (ODE to t = 0; t_min and temperature unused) or posterior.
   """
   model = nnx.merge(graphdef, params)
-  text, mask = text_to_image.encode_text(model, tokens)
+  text, mask = text_to_image.encode_text(model, text_input)
   ode = dict(num_steps=num_steps, guidance=guidance)
   kwargs = dict(ode, t_min=t_min, temperature=temperature, final_temperature=final_temperature)
   samplers = {

@@ -1,0 +1,89 @@
+"""The frozen MiniLM text encoder against the hashed one: two runs of one method and preset that
+differ only in model.text_encoder.kind, scored on ShapesEval and on its paraphrase suite (every
+colour, shape and number said with a word no training caption contains: "a crimson ball",
+"a pair of golden boxes"), judged against the meaning they paraphrase.
+
+  python bench/text_encoders.py --preset=shapes_latent --method=flow_matching \
+      --hashed_workdir=DIR --minilm_workdir=DIR --rows=euler:4,euler:50 \
+      --set=latent.autoencoder_workdir=AE_DIR
+
+Paraphrases run up to 13 WordPiece tokens; the MiniLM run reads them at --minilm_max_length
+(its adapter has no position table, so the padding length is free), the hashed run at its
+trained length (its paraphrases are at most 10 words). Prints one JSON object whose "markdown"
+entry holds the BENCHMARKS.md tables.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import jax
+from absl import flags
+from absl import logging
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from configs import fm as fm_configs
+from configs import ntm_from_fm
+from configs import t2i
+from ntm_jax import config_files
+from ntm_jax.evaluate import reports
+from ntm_jax.train import checkpointing
+from ntm_jax.train import generate
+
+CONFIGS = {"ntm": t2i.get_config, "flow_matching": fm_configs.get_config,
+           "ntm_from_fm": ntm_from_fm.get_config}
+SUITES = {"ShapesEval": False, "Paraphrase suite": True}
+
+
+def score_run(args, kind: str, workdir: str) -> dict:
+  """{suite name: [one report per row]} of one run."""
+  config = config_files.apply_overrides(CONFIGS[args.method](args.preset), args.set)
+  config.model.text_encoder.kind = kind
+  if kind == "minilm":
+    config.model.text_encoder.max_length = args.minilm_max_length
+  config.eval.update(per_kind=args.per_kind, samples_per_prompt=args.samples_per_prompt)
+  rt, state = checkpointing.restore_latest(config, workdir)
+  rows = [(name, int(t)) for name, t in (row.split(":") for row in args.rows.split(","))]
+  return {"step": int(state.step), **{
+      suite: [generate.shapes_eval_report(config, workdir, rt, state.ema_params, name, steps,
+                                          paraphrased=paraphrased) for name, steps in rows]
+      for suite, paraphrased in SUITES.items()}}
+
+
+def tables(runs: dict) -> list:
+  lines = []
+  for suite in SUITES:
+    entries = [dict(e, sampler=f"{kind} {e['sampler']}") for kind, run in runs.items()
+               for e in run[suite]]
+    for split in ("seen", "held_out"):
+      lines += [f"{suite}, {split}:", "", *reports.shapes_eval_table(entries, split), ""]
+  return lines
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--preset", default="shapes_latent")
+  parser.add_argument("--method", default="flow_matching", choices=sorted(CONFIGS))
+  parser.add_argument("--hashed_workdir", required=True)
+  parser.add_argument("--minilm_workdir", required=True)
+  parser.add_argument("--rows", default="euler:4,euler:50",
+                      help="rows as SAMPLER:T (for NTM runs e.g. full_nf:4)")
+  parser.add_argument("--per_kind", type=int, default=100)
+  parser.add_argument("--samples_per_prompt", type=int, default=4)
+  parser.add_argument("--minilm_max_length", type=int, default=16)
+  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="config override for both runs, e.g. latent.autoencoder_workdir=DIR")
+  args = parser.parse_args()
+  flags.FLAGS.mark_as_parsed()  # grain reads absl flags
+  logging.set_verbosity(logging.WARNING)
+  runs = {"hashed": score_run(args, "hashed", args.hashed_workdir),
+          "minilm": score_run(args, "minilm", args.minilm_workdir)}
+  print(json.dumps({"bench": "text_encoders", "backend": jax.default_backend(),
+                    "preset": args.preset, "method": args.method, "runs": runs,
+                    "markdown": "\n".join(tables(runs))}, indent=1))
+
+
+if __name__ == "__main__":
+  main()
