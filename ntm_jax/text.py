@@ -132,7 +132,8 @@ class CachedStates:
 
   Captions repeat (a procedural or class-labelled dataset has a few hundred), so each row's
   states are kept (least recently used first out beyond max_entries); new rows are encoded
-  together, padded to a power of two so only a few batch shapes ever compile.
+  together, padded to a power of two so only a few batch shapes ever compile. Once the cache is
+  warm a batch costs a dictionary lookup per row.
   """
 
   def __init__(self, encoder: nnx.Module, max_entries: int):
@@ -148,7 +149,7 @@ class CachedStates:
     return len(self._cache)
 
   def _encode_new(self, rows: list) -> None:
-    size = max(8, 1 << (len(rows) - 1).bit_length())
+    size = 1 << (len(rows) - 1).bit_length()  # a lone new caption must not pay for 8
     tokens = np.zeros((size, rows[0].shape[0]), np.int32)
     tokens[:len(rows)] = rows
     states = np.asarray(self._forward(self.weights, tokens))

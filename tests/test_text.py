@@ -12,7 +12,7 @@ import tokenizers
 from flax import nnx
 
 from configs import t2i
-from helpers import build, tiny_model_config
+from helpers import build, randomize, tiny_model_config
 from ntm_jax import files
 from ntm_jax import minilm
 from ntm_jax import ntm
@@ -183,3 +183,23 @@ def test_minilm_is_frozen_and_a_run_refuses_the_other_encoder(tmp_path):
     checkpointing.restore_latest(hashed, workdir)
   with pytest.raises(ValueError, match="text encoder mismatch"):
     loop.train_and_evaluate(hashed, workdir)
+
+
+def test_minilm_runs_read_longer_padding_unchanged():
+  """Why a MiniLM run's record leaves out max_length: padding is masked everywhere, and the
+  adapter has no position table, so the NLL is the same at any padded length."""
+  config = tiny_model_config(**{"text_dim": 16})
+  config.text_encoder = {"kind": "minilm", "max_length": 6, "depth": 1, "num_heads": 2}
+  model = randomize(build(ntm.NTM, config))
+  states = np.random.default_rng(0).standard_normal((2, 6, minilm.WIDTH)).astype(np.float32)
+  mask = np.array([[True] * 4 + [False] * 2, [True] * 2 + [False] * 4])
+  images = jax.random.uniform(jax.random.key(1), (2, 4, 4, 2), minval=-1.0, maxval=1.0)
+
+  def nll(length):
+    pad = ((0, 0), (0, length - 6))
+    text_input = {"states": np.pad(states, pad + ((0, 0),)), "mask": np.pad(mask, pad)}
+    text, text_mask = text_to_image.encode_text(model, text_input)
+    return ntm.trajectory_nll(model, images, text, text_mask, jax.random.key(2),
+                              num_steps=4)["nll"]
+
+  np.testing.assert_allclose(nll(6), nll(11), rtol=1e-5)
