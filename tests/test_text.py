@@ -135,7 +135,8 @@ def test_cached_states_equal_a_direct_forward_and_encode_each_caption_once(bert)
 
 def test_minilm_empty_caption_is_the_null_condition():
   config = tiny_model_config(**{"text_dim": 16})
-  config.text_encoder = {"kind": "minilm", "max_length": 6, "depth": 1, "num_heads": 2}
+  config.text_encoder = {"kind": "minilm", "states": "final", "max_length": 6, "depth": 1,
+                         "num_heads": 2}
   model = build(ntm.NTM, config)
   model.null_text[...] = jnp.arange(16.0)
   tokens = minilm.WordPieceTokenizer(6).encode(["a red circle", ""])
@@ -189,7 +190,8 @@ def test_minilm_runs_read_longer_padding_unchanged():
   """Why a MiniLM run's record leaves out max_length: padding is masked everywhere, and the
   adapter has no position table, so the NLL is the same at any padded length."""
   config = tiny_model_config(**{"text_dim": 16})
-  config.text_encoder = {"kind": "minilm", "max_length": 6, "depth": 1, "num_heads": 2}
+  config.text_encoder = {"kind": "minilm", "states": "final", "max_length": 6, "depth": 1,
+                         "num_heads": 2}
   model = randomize(build(ntm.NTM, config))
   states = np.random.default_rng(0).standard_normal((2, 6, minilm.WIDTH)).astype(np.float32)
   mask = np.array([[True] * 4 + [False] * 2, [True] * 2 + [False] * 4])
@@ -203,3 +205,16 @@ def test_minilm_runs_read_longer_padding_unchanged():
                               num_steps=4)["nll"]
 
   np.testing.assert_allclose(nll(6), nll(11), rtol=1e-5)
+
+
+def test_final_plus_embeddings_appends_the_context_free_embedding_layer(bert):
+  tokens = jnp.asarray(minilm.WordPieceTokenizer(8).encode(CAPTIONS[:2]))
+  both = bert(tokens, with_embeddings=True)
+  assert both.shape == (2, 8, 2 * minilm.WIDTH)
+  np.testing.assert_allclose(both[..., :minilm.WIDTH], bert(tokens), atol=1e-5)
+  # The embedding half of a word does not depend on its neighbours: "circle" at position 3.
+  np.testing.assert_allclose(both[0, 3, minilm.WIDTH:], both[1, 3, minilm.WIDTH:], atol=1e-6)
+  config = minilm_micro()
+  config.model.text_encoder.states = "pooled"
+  with pytest.raises(ValueError, match="text_encoder.states must be one of"):
+    text.validate(config.model.text_encoder)
