@@ -94,11 +94,14 @@ PARAPHRASES = {
 }
 
 
+def agree_articles(caption: str) -> str:
+  """'a' before a vowel becomes 'an', 'an' before a consonant 'a' (after a word swap)."""
+  return re.sub(r"\ban (?=[^aeiou])", "a ", re.sub(r"\ba (?=[aeiou])", "an ", caption))
+
+
 def paraphrase(caption: str) -> str:
   """A training-style caption with PARAPHRASES applied and the articles agreeing again."""
-  words = " ".join(PARAPHRASES.get(w, w) for w in caption.split())
-  words = re.sub(r"\ba (?=[aeiou])", "an ", words)
-  return re.sub(r"\ban (?=[^aeiou])", "a ", words)
+  return agree_articles(" ".join(PARAPHRASES.get(w, w) for w in caption.split()))
 
 
 def paraphrase_suite(suite: list) -> list:
