@@ -1,0 +1,110 @@
+"""Out-of-distribution detection by a trained NTM's likelihood (ntm_jax/evaluate/ood.py): AUROC
+of held-out in-distribution images against another dataset's, for the trajectory NLL, its bound
+and each level, with a histogram of the NLLs.
+
+  python bench/ood.py --preset=mnist_tiny --config=ntm_from_fm --workdir=DIR \
+      --other_source=fashion_mnist --set=data.channels=1 [--figure=ood.png]
+
+Prints one JSON object whose "markdown" entry is the BENCHMARKS.md table.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import flags
+from absl import logging
+from flax import nnx
+from PIL import Image
+from PIL import ImageDraw
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from configs import ntm_from_fm
+from configs import t2i
+from ntm_jax import config_files
+from ntm_jax.data import pipeline
+from ntm_jax.data import sources
+from ntm_jax.evaluate import ood
+from ntm_jax.train import checkpointing
+
+CONFIGS = {"t2i": t2i.get_config, "ntm_from_fm": ntm_from_fm.get_config}
+
+
+def scores_of(model, rt, config, source_name: str, args) -> dict:
+  data = config.data.copy_and_resolve_references()
+  data.source = source_name
+  rgb, _ = sources.make_source(data, "eval").arrays(np.arange(args.examples))
+  uint8 = pipeline.to_channels(rgb, config.data.channels)
+  score = nnx.jit(ood.unconditional_scores, static_argnames=("num_steps", "trajectories"))
+  parts = []
+  for i in range(0, args.examples, args.batch_size):
+    chunk = uint8[i:i + args.batch_size]
+    x = (rt.codec.encode(chunk) if rt.codec is not None
+         else pipeline.normalize_images(jnp.asarray(chunk)))
+    parts.append(score(model, x, jax.random.key(i), num_steps=config.ntm.num_steps[0],
+                       trajectories=args.trajectories))
+  per_dim = lambda a: np.asarray(a) / model.num_dims
+  return jax.tree.map(lambda *a: per_dim(jnp.concatenate(a)), *parts)
+
+
+def histogram(path: str, in_nll, out_nll, bins: int = 60, size=(600, 240)) -> None:
+  """In-distribution NLLs in blue, foreign ones in orange, on one axis (nats/dim)."""
+  lo, hi = np.percentile(np.concatenate([in_nll, out_nll]), [0.5, 99.5])
+  edges = np.linspace(lo, hi, bins + 1)
+  counts = [np.histogram(np.clip(v, lo, hi), edges)[0] for v in (in_nll, out_nll)]
+  top = max(c.max() for c in counts)
+  image = Image.new("RGB", size, "white")
+  draw = ImageDraw.Draw(image)
+  width = size[0] / bins
+  for c, colour in zip(counts, ((40, 80, 220, 140), (245, 130, 30, 140))):
+    for i, n in enumerate(c):
+      height = (size[1] - 20) * n / top
+      draw.rectangle([i * width, size[1] - 20 - height, (i + 1) * width - 1, size[1] - 20],
+                     outline=colour[:3])
+  draw.text((4, size[1] - 16), f"{lo:.2f}", fill="black")
+  draw.text((size[0] - 40, size[1] - 16), f"{hi:.2f}", fill="black")
+  draw.text((size[0] // 2 - 60, size[1] - 16), "NLL nats/dim", fill="black")
+  image.save(path)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--preset", default="mnist_tiny")
+  parser.add_argument("--config", default="t2i", choices=sorted(CONFIGS))
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--other_source", default="fashion_mnist", choices=sources.CLASS_SOURCES)
+  parser.add_argument("--examples", type=int, default=1000)
+  parser.add_argument("--trajectories", type=int, default=4)
+  parser.add_argument("--batch_size", type=int, default=100)
+  parser.add_argument("--figure", default="")
+  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+  args = parser.parse_args()
+  flags.FLAGS.mark_as_parsed()
+  logging.set_verbosity(logging.WARNING)
+  config = config_files.apply_overrides(CONFIGS[args.config](args.preset), args.set)
+  rt, state = checkpointing.restore_latest(config, args.workdir)
+  model = nnx.merge(rt.graphdef, state.ema_params)
+  inside = scores_of(model, rt, config, config.data.source, args)
+  outside = scores_of(model, rt, config, args.other_source, args)
+  result = {name: {"auroc": ood.auroc(inside[name], outside[name]),
+                   "in_mean": float(np.mean(inside[name])),
+                   "out_mean": float(np.mean(outside[name]))} for name in inside}
+  if args.figure:
+    histogram(args.figure, inside["nll"], outside["nll"])
+  rows = [f"In: {config.data.source} held-out; out: {args.other_source} held-out; "
+          f"{args.examples} images each, unconditional, K = {args.trajectories}.", "",
+          "| score (nats/dim) | in mean | out mean | AUROC (out scores higher) |", "|---|---|---|---|"]
+  rows += [f"| {name} | {r['in_mean']:.3f} | {r['out_mean']:.3f} | {r['auroc']:.3f} |"
+           for name, r in result.items()]
+  print(json.dumps({"bench": "ood", "workdir": args.workdir, "step": int(state.step),
+                    "in": config.data.source, "out": args.other_source, "scores": result,
+                    "markdown": "\n".join(rows)}, indent=1))
+
+
+if __name__ == "__main__":
+  main()
