@@ -52,23 +52,24 @@ def scores_of(model, rt, config, source_name: str, args) -> dict:
   return jax.tree.map(lambda *a: per_dim(jnp.concatenate(a)), *parts)
 
 
-def histogram(path: str, in_nll, out_nll, bins: int = 60, size=(600, 240)) -> None:
-  """In-distribution NLLs in blue, foreign ones in orange, on one axis (nats/dim)."""
+def histogram(path: str, in_nll, out_nll, labels, bins: int = 60, size=(600, 260)) -> None:
+  """Step curves of the NLL histograms (nats/dim): in-distribution blue, foreign orange."""
   lo, hi = np.percentile(np.concatenate([in_nll, out_nll]), [0.5, 99.5])
   edges = np.linspace(lo, hi, bins + 1)
   counts = [np.histogram(np.clip(v, lo, hi), edges)[0] for v in (in_nll, out_nll)]
-  top = max(c.max() for c in counts)
+  top, base, width = max(c.max() for c in counts), size[1] - 22, size[0] / bins
   image = Image.new("RGB", size, "white")
   draw = ImageDraw.Draw(image)
-  width = size[0] / bins
-  for c, colour in zip(counts, ((40, 80, 220, 140), (245, 130, 30, 140))):
+  for c, colour, label, y in zip(counts, ((40, 80, 220), (245, 130, 30)), labels, (4, 18)):
+    points = []
     for i, n in enumerate(c):
-      height = (size[1] - 20) * n / top
-      draw.rectangle([i * width, size[1] - 20 - height, (i + 1) * width - 1, size[1] - 20],
-                     outline=colour[:3])
-  draw.text((4, size[1] - 16), f"{lo:.2f}", fill="black")
-  draw.text((size[0] - 40, size[1] - 16), f"{hi:.2f}", fill="black")
-  draw.text((size[0] // 2 - 60, size[1] - 16), "NLL nats/dim", fill="black")
+      height = base - (base - 36) * n / top
+      points += [(i * width, height), ((i + 1) * width, height)]
+    draw.line([(0, base)] + points + [(size[0] - 1, base)], fill=colour, width=2)
+    draw.text((size[0] - 170, y), label, fill=colour)
+  draw.text((4, base + 6), f"{lo:.2f}", fill="black")
+  draw.text((size[0] - 40, base + 6), f"{hi:.2f}", fill="black")
+  draw.text((size[0] // 2 - 60, base + 6), "NLL nats/dim", fill="black")
   image.save(path)
 
 
@@ -95,7 +96,8 @@ def main():
                    "in_mean": float(np.mean(inside[name])),
                    "out_mean": float(np.mean(outside[name]))} for name in inside}
   if args.figure:
-    histogram(args.figure, inside["nll"], outside["nll"])
+    histogram(args.figure, inside["nll"], outside["nll"],
+              (f"in: {config.data.source}", f"out: {args.other_source}"))
   rows = [f"In: {config.data.source} held-out; out: {args.other_source} held-out; "
           f"{args.examples} images each, unconditional, K = {args.trajectories}.", "",
           "| score (nats/dim) | in mean | out mean | AUROC (out scores higher) |", "|---|---|---|---|"]
