@@ -330,6 +330,8 @@ def _class_data_tiny(config, source: str):
   is the paper's: configs/fm.py:mnist_tiny, then configs/ntm_from_fm.py:mnist_tiny."""
   _tiny(config)
   config.data.update(source=source, channels=1)
+  # Ten fixed captions: MiniLM measured no clear gain here (class accuracy 0.908 vs 0.887, within
+  # about 2 standard errors; NLL 2.375 vs 2.356 nats/dim; BENCHMARKS.md, Text conditioning).
   config.model.text_encoder.kind = "hashed"
   config.sample.prompts = sources.CLASS_CAPTIONS[source]
 
