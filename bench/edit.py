@@ -71,8 +71,7 @@ def main():
   edits = [swap_first_colour(c) for c in captions]
   tokenizer = loop.tokenizer_for(config)
   condition = lambda c: text_to_image.encode_text(model, rt.text_inputs(tokenizer.encode(c)))
-  x = (rt.codec.encode(uint8) if rt.codec is not None
-       else pipeline.normalize_images(uint8))  # what the model generates
+  x = rt.model_inputs(uint8)
   num_steps = config.sample.num_steps
   inverted = nnx.jit(inversion.invert, static_argnames=("num_steps", "guidance"))(
       model, x, *condition(captions), jax.random.key(0), num_steps=num_steps,

@@ -44,9 +44,7 @@ def scores_of(model, rt, config, source_name: str, args) -> dict:
   parts = []
   for i in range(0, args.examples, args.batch_size):
     chunk = uint8[i:i + args.batch_size]
-    x = (rt.codec.encode(chunk) if rt.codec is not None
-         else pipeline.normalize_images(jnp.asarray(chunk)))
-    parts.append(score(model, x, jax.random.key(i), num_steps=config.ntm.num_steps[0],
+    parts.append(score(model, rt.model_inputs(chunk), jax.random.key(i), num_steps=config.ntm.num_steps[0],
                        trajectories=args.trajectories))
   per_dim = lambda a: np.asarray(a) / model.num_dims
   return jax.tree.map(lambda *a: per_dim(jnp.concatenate(a)), *parts)

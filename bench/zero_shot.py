@@ -64,10 +64,7 @@ def main():
   start = time.perf_counter()
   parts = []
   for i in range(0, args.examples, args.batch_size):
-    x = pipeline.normalize_images(jnp.asarray(uint8[i:i + args.batch_size]))
-    if rt.codec is not None:
-      x = rt.codec.encode(uint8[i:i + args.batch_size])
-    parts.append(score(model, x, text, mask, jax.random.key(i), num_steps=config.ntm.num_steps[0],
+    parts.append(score(model, rt.model_inputs(uint8[i:i + args.batch_size]), text, mask, jax.random.key(i), num_steps=config.ntm.num_steps[0],
                        trajectories=args.trajectories))
   scores = jax.tree.map(lambda *a: jnp.concatenate(a), *parts)
   seconds = time.perf_counter() - start

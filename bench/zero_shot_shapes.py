@@ -30,7 +30,6 @@ from configs import ntm_from_fm
 from configs import t2i
 from ntm_jax import config_files
 from ntm_jax import text_to_image
-from ntm_jax.data import pipeline
 from ntm_jax.data import shapes
 from ntm_jax.evaluate import shapes_eval
 from ntm_jax.evaluate import zero_shot
@@ -93,8 +92,7 @@ def main():
     captions = [prompt.caption] + [c for _, c in misses]
     renders = np.stack([shapes_eval.render_prompt(prompt, config.data.image_size, rng)
                         for _ in range(args.renders)])
-    x = (rt.codec.encode(renders) if rt.codec is not None
-         else pipeline.normalize_images(jnp.asarray(renders)))
+    x = rt.model_inputs(renders)
     text, mask = text_to_image.encode_text(model, rt.text_inputs(tokenizer.encode(captions)))
     nll = score(model, x, text, mask, jax.random.key(i), num_steps=config.ntm.num_steps[0],
                 trajectories=args.trajectories)["trajectory_nll"].mean(-1)  # [renders, captions]

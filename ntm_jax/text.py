@@ -163,14 +163,13 @@ class CachedStates:
   def __call__(self, tokens: np.ndarray) -> dict:
     """tokens: int32 [batch, length] -> {"states": float32 [batch, length, dim], "mask"}."""
     tokens = np.asarray(tokens, np.int32)
-    new = {row.tobytes(): row for row in tokens if row.tobytes() not in self._cache}
+    keys = [row.tobytes() for row in tokens]
+    new = {key: row for key, row in zip(keys, tokens) if key not in self._cache}
     if new:
       self._encode_new(list(new.values()))
-    states = []
-    for row in tokens:
-      key = row.tobytes()
+    for key in keys:
       self._cache.move_to_end(key)
-      states.append(self._cache[key])
+    states = [self._cache[key] for key in keys]
     while len(self._cache) > self.max_entries:
       self._cache.popitem(last=False)
     return {"states": np.stack(states), "mask": tokens != PAD}

@@ -6,6 +6,7 @@ import math
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 from absl import logging
@@ -13,6 +14,7 @@ from flax import nnx
 
 from ntm_jax import latents
 from ntm_jax import text as text_lib
+from ntm_jax.data import pipeline
 from ntm_jax.train import sharding
 from ntm_jax.train import state as state_lib
 
@@ -60,6 +62,13 @@ class Runtime:
     if self.codec is None:
       return batch
     return {"latents": self.codec.encode(batch.pop("image")), **batch}
+
+  def model_inputs(self, images):
+    """uint8 images [batch, H, W, C] -> what the model generates: normalized latents, or the
+    images in [-1, 1] (state.model_inputs of the same images' global batch)."""
+    if self.codec is not None:
+      return self.codec.encode(images)
+    return pipeline.normalize_images(jnp.asarray(images))
 
   def train_step(self, num_steps: int) -> Callable:
     """(state, batch) -> (state, metrics, consecutive non-finite updates) for T = num_steps
