@@ -14,8 +14,6 @@ import os
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import flags
 from absl import logging
@@ -26,8 +24,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from configs import ntm_from_fm
 from configs import t2i
 from ntm_jax import config_files
-from ntm_jax import text_to_image
-from ntm_jax.data import pipeline
 from ntm_jax.data import sources
 from ntm_jax.evaluate import classifier
 from ntm_jax.evaluate import zero_shot
@@ -56,19 +52,15 @@ def main():
   rt, state = checkpointing.restore_latest(config, args.workdir)
   model = nnx.merge(rt.graphdef, state.ema_params)
   source = sources.make_source(config.data, "eval")
-  rgb, labels = source.arrays(np.arange(args.examples))
-  uint8 = pipeline.to_channels(rgb, config.data.channels)
-  tokens = loop.tokenizer_for(config).encode(list(source.class_captions))
-  text, mask = text_to_image.encode_text(model, rt.text_inputs(tokens))
-  score = nnx.jit(zero_shot.caption_scores, static_argnames=("num_steps", "trajectories"))
   start = time.perf_counter()
-  parts = []
-  for i in range(0, args.examples, args.batch_size):
-    parts.append(score(model, rt.model_inputs(uint8[i:i + args.batch_size]), text, mask, jax.random.key(i), num_steps=config.ntm.num_steps[0],
-                       trajectories=args.trajectories))
-  scores = jax.tree.map(lambda *a: jnp.concatenate(a), *parts)
+  suite = zero_shot.class_suite(rt, model, source, loop.tokenizer_for(config),
+                                channels=config.data.channels, examples=args.examples,
+                                num_steps=config.ntm.num_steps[0],
+                                trajectories=args.trajectories, batch_size=args.batch_size,
+                                seed=0)
   seconds = time.perf_counter() - start
-  accuracy = zero_shot.accuracy_against_trajectories(scores, jnp.asarray(labels))
+  accuracy = suite["accuracy"]
+  rgb, labels = source.arrays(np.arange(suite["examples"]))
   judge_dir = args.classifier_dir or os.path.join(args.workdir, "classifier")
   cnn, description = classifier.load_or_train(judge_dir, config.data, config.eval.classifier,
                                               sources.make_source(config.data, "train"), source)
@@ -81,9 +73,8 @@ def main():
   rows.append(f"| CNN classifier (same images) | {cnn_accuracy:.3f} | |")
   print(json.dumps({
       "bench": "zero_shot", "workdir": args.workdir, "step": int(state.step),
-      "preset": args.preset, "examples": args.examples, "classes": len(source.class_captions),
-      "T": config.ntm.num_steps[0], "seconds": round(seconds, 1),
-      "accuracy": {k: [round(float(a), 4) for a in v] for k, v in accuracy.items()},
+      "preset": args.preset, "examples": suite["examples"], "classes": suite["classes"],
+      "T": config.ntm.num_steps[0], "seconds": round(seconds, 1), "accuracy": accuracy,
       "cnn_accuracy": cnn_accuracy, "cnn": description, "markdown": "\n".join(rows)}, indent=1))
 
 

@@ -11,15 +11,10 @@ often it beats that near miss.
 """
 
 import argparse
-import collections
 import json
 import os
-import re
 import sys
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 from absl import flags
 from absl import logging
 from flax import nnx
@@ -29,40 +24,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from configs import ntm_from_fm
 from configs import t2i
 from ntm_jax import config_files
-from ntm_jax import text_to_image
-from ntm_jax.data import shapes
-from ntm_jax.evaluate import shapes_eval
 from ntm_jax.evaluate import zero_shot
 from ntm_jax.train import checkpointing
 from ntm_jax.train import loop
 
 CONFIGS = {"t2i": t2i.get_config, "ntm_from_fm": ntm_from_fm.get_config}
-OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
-
-
-def _swap_first(caption: str, words, replacement) -> str | None:
-  pattern = r"\b(" + "|".join(map(re.escape, words)) + r")\b"
-  if not re.search(pattern, caption):
-    return None
-  return shapes_eval.agree_articles(re.sub(pattern, replacement, caption, count=1))
-
-
-def near_misses(caption: str) -> list:
-  """[(edit kind, caption)]: the first colour, shape (number kept) or count word changed to
-  each other value, or the relation reversed."""
-  misses = []
-  colours, numbers = list(shapes.COLORS), list(shapes.NUMBERS.values())
-  for colour in colours:
-    misses.append(("colour", _swap_first(caption, colours, colour)))
-  for shape in shapes.SHAPES:
-    misses.append(("shape", _swap_first(caption, shapes.SHAPES + tuple(shapes.PLURALS.values()),
-                                        lambda m, s=shape: shapes.PLURALS[s]
-                                        if m.group(1).endswith("s") else s)))
-  for number in numbers:
-    misses.append(("count", _swap_first(caption, numbers, number)))
-  misses.append(("relation", _swap_first(caption, list(OPPOSITE),
-                                         lambda m: OPPOSITE[m.group(1)])))
-  return sorted({(kind, c) for kind, c in misses if c and c != caption})
 
 
 def main():
@@ -80,28 +46,12 @@ def main():
   config = config_files.apply_overrides(CONFIGS[args.config](args.preset), args.set)
   rt, state = checkpointing.restore_latest(config, args.workdir)
   model = nnx.merge(rt.graphdef, state.ema_params)
-  tokenizer = loop.tokenizer_for(config)
-  score = nnx.jit(zero_shot.caption_scores, static_argnames=("num_steps", "trajectories"))
-  suite = shapes_eval.prompt_suite(tuple(map(tuple, config.data.held_out_combinations)),
-                                   per_kind=args.per_kind)
-  rng = np.random.default_rng(0)
-  best = collections.defaultdict(list)
-  beats = collections.defaultdict(list)
-  for i, prompt in enumerate(suite):
-    misses = near_misses(prompt.caption)
-    captions = [prompt.caption] + [c for _, c in misses]
-    renders = np.stack([shapes_eval.render_prompt(prompt, config.data.image_size, rng)
-                        for _ in range(args.renders)])
-    x = rt.model_inputs(renders)
-    text, mask = text_to_image.encode_text(model, rt.text_inputs(tokenizer.encode(captions)))
-    nll = score(model, x, text, mask, jax.random.key(i), num_steps=config.ntm.num_steps[0],
-                trajectories=args.trajectories)["trajectory_nll"].mean(-1)  # [renders, captions]
-    split = "held_out" if prompt.held_out else "seen"
-    best[(split, prompt.kind)] += list(np.asarray(jnp.argmin(nll, axis=1) == 0))
-    for j, (kind, _) in enumerate(misses):
-      beats[(split, kind)] += list(np.asarray(nll[:, 0] < nll[:, j + 1]))
-  mean = lambda d: {f"{s} {k}": round(float(np.mean(v)), 3) for (s, k), v in sorted(d.items())}
-  top, pair = mean(best), mean(beats)
+  suite = zero_shot.near_miss_suite(
+      rt, model, loop.tokenizer_for(config), image_size=config.data.image_size,
+      held_out_combinations=config.data.held_out_combinations, per_kind=args.per_kind,
+      renders=args.renders, num_steps=config.ntm.num_steps[0], trajectories=args.trajectories,
+      seed=0)
+  top, pair = suite["ranked_first"], suite["beats_near_miss"]
   rows = ["| split / category | true caption ranked first | | split / edit | true beats the edit |",
           "|---|---|---|---|---|"]
   left, right = list(top.items()), list(pair.items())
@@ -110,7 +60,7 @@ def main():
     b = right[n] if n < len(right) else ("", "")
     rows.append(f"| {a[0]} | {a[1]} | | {b[0]} | {b[1]} |")
   print(json.dumps({"bench": "zero_shot_shapes", "workdir": args.workdir,
-                    "step": int(state.step), "prompts": len(suite), "renders": args.renders,
+                    "step": int(state.step), "prompts": suite["prompts"], "renders": args.renders,
                     "trajectories": args.trajectories, "ranked_first": top,
                     "beats_near_miss": pair, "markdown": "\n".join(rows)}, indent=1))
 

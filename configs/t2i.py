@@ -244,6 +244,18 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
       ),
   )
 
+  # --mode=score: zero-shot classification by Bayes' rule with the exact likelihood (NTM only).
+  # Class data: held-out images among the class captions; shapes: clean renders of ShapesEval
+  # prompts against near-miss captions; with --images and --prompts: those files and captions.
+  config.score = dict(
+      trajectories=8,  # K forward trajectories per image, shared by all captions
+      examples=500,  # class data: held-out images scored (the first ones)
+      per_kind=20,  # shapes: ShapesEval prompts per category
+      renders=4,  # shapes: clean renders per prompt
+      batch_size=50,  # images per scoring call
+      seed=0,  # trajectories and renders
+  )
+
   config.memory = dict(
       device_gb=0.0,  # memory per device for the fail-fast check (0 = ask the device)
   )
@@ -316,6 +328,7 @@ def _micro(config):
                       sample_every=0, eval_every=0, eval_batches=2)
   config.sample.update(prompts=DEMO_PROMPTS[:2], per_prompt=3, batch_size=4)
   config.eval.update(per_kind=2, samples_per_prompt=1)
+  config.score.update(trajectories=2, examples=8, per_kind=1, renders=1, batch_size=8)
   config.distill.model.depth = 1
   config.distill.optim.update(warmup_steps=2)
   config.distill.train.update(batch_size=8, num_steps=10, log_every=5, checkpoint_every=5,

@@ -2,7 +2,9 @@
 
 Modes: train (train or resume), distill (train or resume the learned denoiser of a trained
 NTM), sample (PNG grid + JSON from the latest checkpoints), eval (held-out likelihood report plus
-ShapesEval or, on MNIST-family data, classifier class metrics; JSON + markdown).
+ShapesEval or, on MNIST-family data, classifier class metrics; JSON + markdown), score (zero-shot
+classification by the exact likelihood: held-out class images or shapes near misses, or --images
+against --prompts; JSON + markdown).
 Config values are overridden with --config.section.key=value.
 """
 
@@ -18,9 +20,13 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Configuration file (path[:preset]).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
-flags.DEFINE_enum("mode", "train", ["train", "distill", "sample", "eval"], "What to run.")
+flags.DEFINE_enum("mode", "train", ["train", "distill", "sample", "eval", "score"],
+                  "What to run.")
 flags.DEFINE_list("prompts", None, "--mode=sample: comma-separated prompts (default: the "
-                  "config's sample.prompts or sample.prompts_file).")
+                  "config's sample.prompts or sample.prompts_file); --mode=score with --images: "
+                  "the captions to score the images against.")
+flags.DEFINE_list("images", None, "--mode=score: comma-separated image files or globs to "
+                  "classify among --prompts (default: the data's held-out suite).")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host).")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -37,10 +43,14 @@ def main(argv):
                jax.process_count(), jax.local_device_count(), jax.device_count(),
                jax.devices()[0].platform)
 
-  from ntm_jax.train import distill, generate, loop  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from ntm_jax.evaluate import score
+  from ntm_jax.train import distill, generate, loop
   config = FLAGS.config
   try:  # config mistakes stop here, before anything compiles, with the message alone
     loop.validate(config, config.train.batch_size)
+    if FLAGS.mode == "score":
+      score.validate(config, FLAGS.images, FLAGS.prompts)
   except ValueError as err:
     sys.exit(f"Invalid configuration: {err}")
   if FLAGS.mode == "train":
@@ -49,8 +59,10 @@ def main(argv):
     distill.distill(config, FLAGS.workdir)
   elif FLAGS.mode == "sample":
     generate.sample(config, FLAGS.workdir, FLAGS.prompts)
-  else:
+  elif FLAGS.mode == "eval":
     generate.evaluate(config, FLAGS.workdir)
+  else:
+    score.score(config, FLAGS.workdir, FLAGS.images, FLAGS.prompts)
 
 
 if __name__ == "__main__":

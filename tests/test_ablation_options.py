@@ -21,6 +21,7 @@ from ntm_jax import files
 from ntm_jax import ntm
 from ntm_jax import transporter as transporter_lib
 from ntm_jax.data import pipeline
+from ntm_jax.evaluate import score
 from ntm_jax.train import distill
 from ntm_jax.train import generate
 from ntm_jax.train import loop
@@ -77,6 +78,9 @@ def test_grey_data_runs_through_training_every_sampler_distillation_and_eval(gre
   assert np.isfinite(metrics["likelihood"]["eval_T4/nll_nats_per_dim"])
   samplers = [e["sampler"] for e in metrics["class_metrics"]["samplers"]]
   assert samplers == ["fast"]
+  classes = files.read_json(score.score(grey_config, workdir))["classes"]
+  assert classes["examples"] == 8 and classes["classes"] == 10
+  assert len(classes["accuracy"]["importance_weighted_nll"]) == 2  # K = 1, 2
 
 
 def test_grey_shapes_and_bad_options_are_refused_with_clear_errors():

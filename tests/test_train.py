@@ -15,6 +15,8 @@ from PIL import Image
 
 from configs import t2i
 from helpers import train_batches, training_losses
+from ntm_jax import files
+from ntm_jax.evaluate import score
 from ntm_jax.train import checkpointing
 from ntm_jax.train import generate
 from ntm_jax.train import loop
@@ -92,6 +94,47 @@ def test_eval_mode_writes_the_likelihood_and_shapes_eval_reports(trained):
   with open(path[:-len(".json")] + ".md", encoding="utf-8") as f:
     text = f.read()
   assert "| T | NLL nats/dim" in text and "### Held-out combinations" in text
+
+
+def test_score_mode_ranks_shapes_near_misses_and_classifies_given_images(trained, tmp_path):
+  workdir, config, _ = trained
+  path = score.score(config, workdir)
+  assert path.endswith(os.path.join("eval", "score_step_00000020.json"))
+  near = files.read_json(path)["near_misses"]
+  assert near["prompts"] == 7 + 3 and near["renders"] == 1
+  assert "seen colors" in near["ranked_first"] and "held_out composite" in near["ranked_first"]
+  assert {k.split()[1] for k in near["beats_near_miss"]} == {"colour", "shape", "count",
+                                                            "relation"}
+  assert all(0.0 <= v <= 1.0 for v in [*near["ranked_first"].values(),
+                                       *near["beats_near_miss"].values()])
+  Image.new("RGB", (8, 8), (200, 30, 30)).save(tmp_path / "red.png")
+  Image.new("RGB", (12, 12), (30, 30, 200)).save(tmp_path / "blue.png")  # resized to 8x8
+  captions = ["a red circle", "a blue square", "two green triangles"]
+  path = score.score(config, workdir, [str(tmp_path / "*.png")], captions)
+  assert path.endswith("score_images_step_00000020.json")
+  result = files.read_json(path)["images"]
+  assert result["resized"] == 1 and result["dimension"] == 8 * 8 * 3
+  assert [os.path.basename(e["path"]) for e in result["images"]] == ["blue.png", "red.png"]
+  for entry in result["images"]:
+    assert np.all(np.isfinite(entry["nll_nats_per_dim"]))
+    assert entry["best"] == captions[int(np.argmin(entry["nll_nats_per_dim"]))]
+    np.testing.assert_allclose(sum(entry["posterior"]), 1.0, atol=1e-3)
+  with open(path[:-len(".json")] + ".md", encoding="utf-8") as f:
+    assert "| blue.png |" in f.read()
+  with pytest.raises(ValueError, match="matched no files"):
+    score.score(config, workdir, [str(tmp_path / "*.jpg")], captions)
+
+
+@pytest.mark.parametrize("overrides, images, prompts, message", [
+    ({"method": "flow_matching"}, None, None, "needs an exact likelihood"),
+    ({"score.trajectories": 0}, None, None, "score.trajectories must be a positive integer"),
+    ({}, ["*.png"], None, "go together"),
+    ({}, ["*.png"], ["a red circle"], "at least two"),
+    ({"data.source": "folder"}, None, None, "has no held-out captions"),
+])
+def test_score_mode_refuses_bad_settings(overrides, images, prompts, message):
+  with pytest.raises(ValueError, match=message):
+    score.validate(micro(**overrides), images, prompts)
 
 
 def test_loss_decreases_over_a_short_run():
