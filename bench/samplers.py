@@ -3,6 +3,7 @@
   full_nf            T predictor steps + the KV-cached autoregressive transporter inverse
   full_nf_denoised   full_nf + T - 1 more inversions + one backward pass (trajectory denoising)
   fast               T predictor steps + one pass of the learned denoiser (no inversion)
+  fm_euler           flow matching's Euler sampler, T steps, on the same backbone and preset
 
 Speed does not depend on parameter values, so the models are freshly initialized; the denoiser
 is the preset's distill.model (a quarter of the predictor's depth at its width).
@@ -30,8 +31,11 @@ from absl import flags
 from flax import nnx
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
-from configs import t2i  # pylint: disable=g-import-not-at-top,wrong-import-position
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from configs import fm as fm_configs
+from configs import t2i
 from ntm_jax import denoise
+from ntm_jax import flow_matching
 from ntm_jax import ntm
 from ntm_jax import text as text_lib
 from ntm_jax import text_to_image
@@ -63,15 +67,22 @@ def bench_preset(preset: str, batch: int, repeats: int) -> dict:
       model, text_lib.text_inputs(config.model.text_encoder)(tokens))
   kwargs = dict(num_steps=config.sample.num_steps, guidance=config.sample.guidance,
                 t_min=config.sample.t_min)
+  fm = state_lib.make_model(fm_configs.get_config(preset), nnx.Rngs(0))
+  fm_text, fm_mask = text_to_image.encode_text(
+      fm, text_lib.text_inputs(config.model.text_encoder)(tokens))
   samplers = {
       "full_nf": lambda r: ntm.sample(model, r, text, mask, **kwargs),
       "full_nf_denoised": lambda r: denoise.sample_denoised(model, r, text, mask, **kwargs),
       "fast": lambda r: denoise.sample_fast(model, denoiser, r, text, mask, **kwargs),
+      "fm_euler": lambda r: flow_matching.sample_euler(fm, r, fm_text, fm_mask,
+                                                       num_steps=kwargs["num_steps"],
+                                                       guidance=kwargs["guidance"]),
   }
   rows = {name: _images_per_second(jax.jit(fn), batch, repeats) for name, fn in samplers.items()}
-  base = rows["full_nf_denoised"]["images_per_s"]
+  base, fm_rate = rows["full_nf_denoised"]["images_per_s"], rows["fm_euler"]["images_per_s"]
   for row in rows.values():
     row["speedup_vs_full_nf_denoised"] = round(row["images_per_s"] / base, 2)
+    row["cost_over_fm_euler"] = round(fm_rate / row["images_per_s"], 2)
   return {"preset": preset, "batch": batch, "tokens": model.num_tokens, "T": kwargs["num_steps"],
           "guidance": kwargs["guidance"], "samplers": rows}
 

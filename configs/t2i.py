@@ -223,6 +223,11 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
                                # mean, as DDPM's last step)
       seed=0,  # sampling noise
       batch_size=64,  # images per sampling call
+      # The full-NF samplers' transporter inverse: 'kv_cache' (token by token, exact) or
+      # 'jacobi' (all tokens of a block per iteration; exact after at most `tokens` iterations,
+      # stops once no value moves by more than jacobi_tolerance: fewer, wider passes for GPUs).
+      inverse="kv_cache",
+      jacobi_tolerance=1e-4,
   )
 
   # --mode=eval: the likelihood report (NTM) and, with each sampler, ShapesEval on the shapes

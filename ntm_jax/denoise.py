@@ -118,9 +118,11 @@ def sample_fast(model: ntm.NTM, denoiser: Denoiser, rng, text, text_mask, *, num
 
 def sample_denoised(model: ntm.NTM, rng, text, text_mask, *, num_steps: int,
                     guidance: float = 0.0, t_min: float = 0.0, temperature: float = 1.0,
-                    final_temperature: float = -1.0, clip_percentile=None):
+                    final_temperature: float = -1.0, clip_percentile=None,
+                    inverse: str = "kv_cache", jacobi_tolerance: float = 0.0):
   """Full NF + trajectory score denoising: invert the transporter at every level of the sampled
-  trajectory, then Tweedie with the model's conditional joint score (Algorithm 3)."""
+  trajectory (`inverse` as in ntm.sample), then Tweedie with the model's conditional joint
+  score (Algorithm 3)."""
   levels = ntm.predictor_chain(model, rng, text, text_mask, num_steps=num_steps,
                                guidance=guidance, t_min=t_min, temperature=temperature,
                                final_temperature=final_temperature,
@@ -131,7 +133,7 @@ def sample_denoised(model: ntm.NTM, rng, text, text_mask, *, num_steps: int,
   steps = jnp.full((batch,), num_steps, jnp.float32)
 
   def invert(u_k, t_k):
-    return model.transporter.inverse(u_k, t_k, steps)
+    return model.transporter.inverse(u_k, t_k, steps, inverse, jacobi_tolerance)
 
   # The top level is the identity; every other level is inverted at its own time.
   lower = jax.lax.map(lambda args: invert(*args),

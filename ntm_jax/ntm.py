@@ -287,8 +287,10 @@ def validate_temperatures(temperature, final_temperature=-1.0) -> None:
 
 
 def sample(model: NTM, rng, text, text_mask, *, num_steps: int, guidance: float = 0.0,
-           t_min: float = 0.0, temperature: float = 1.0, final_temperature: float = -1.0):
-  """Full NF sampler: predictor chain, then x_t0 = f_T^-1(u_t0) by KV-cached AR decoding.
+           t_min: float = 0.0, temperature: float = 1.0, final_temperature: float = -1.0,
+           inverse: str = "kv_cache", jacobi_tolerance: float = 0.0):
+  """Full NF sampler: predictor chain, then x_t0 = f_T^-1(u_t0), by KV-cached AR decoding or
+  parallel Jacobi iteration (`inverse`, transporter.INVERSES).
 
   Returns images [batch, height, width, channels] (unclipped, data scale).
   """
@@ -296,5 +298,6 @@ def sample(model: NTM, rng, text, text_mask, *, num_steps: int, guidance: float 
                       t_min=t_min, temperature=temperature, final_temperature=final_temperature)
   batch = u.shape[0]
   x = model.transporter.inverse(u, jnp.full((batch,), t_min, jnp.float32),
-                                jnp.full((batch,), num_steps, jnp.float32))
+                                jnp.full((batch,), num_steps, jnp.float32), inverse,
+                                jacobi_tolerance)
   return model.images(x)

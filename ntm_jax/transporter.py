@@ -27,6 +27,8 @@ from flax import nnx
 
 from ntm_jax import layers
 
+INVERSES = ("kv_cache", "jacobi")  # how the sampler inverts the transporter
+
 
 class FlowBlock(nnx.Module):
   """One causal affine autoregressive block over a sequence in its own scan order."""
@@ -108,6 +110,30 @@ class FlowBlock(nnx.Module):
     _, x = jax.lax.scan(step, init, xs)
     return self.unmix(jnp.swapaxes(x, 0, 1), t)
 
+  def jacobi_inverse(self, z, t, num_steps, tolerance: float):
+    """z -> (x, iterations) by Jacobi fixed-point iteration x <- z exp(a(x)) + b(x), every token
+    updated at once from the previous iterate (one causal forward pass per iteration, no cache).
+
+    Token i's (a, b) depend on tokens < i only, so after k iterations the first k tokens are
+    exact: the iteration is exact after at most `tokens` iterations, and it stops earlier once
+    an iteration moves no value by more than `tolerance` (0: run to the exact fixed point).
+    """
+    z = z.astype(jnp.float32)
+
+    def iterate(carry):
+      iteration, x, _ = carry
+      a, b = self.shift_params(x, t, num_steps)
+      x_next = z * jnp.exp(a) + b
+      return iteration + 1, x_next, jnp.max(jnp.abs(x_next - x))
+
+    def unfinished(carry):
+      iteration, _, change = carry
+      return (iteration < self.num_tokens) & (change > tolerance)
+
+    iterations, x, _ = jax.lax.while_loop(unfinished, iterate,
+                                          (jnp.int32(0), z, jnp.float32(jnp.inf)))
+    return self.unmix(x, t), iterations
+
   def reference_inverse(self, z, t, num_steps):
     """Inverse by full recomputation at every token (slow; the test oracle for `inverse`)."""
 
@@ -161,22 +187,34 @@ class Transporter(nnx.Module):
     (u, logdet), _ = layers.scan_stacked(body, self.blocks, init)
     return self._final_orientation(u), logdet
 
-  def _invert(self, u, t, num_steps, reference: bool):
+  def _invert(self, u, t, num_steps, method: str, tolerance: float = 0.0):
+    """(x, per-block iteration counts [num_blocks]; the token count for the sequential ones)."""
     self._check(u)
+    if method not in INVERSES + ("reference",):
+      raise ValueError(f"transporter inverse must be one of {INVERSES}, got {method!r}")
     if self.blocks is None:
-      return u.astype(jnp.float32)
+      return u.astype(jnp.float32), jnp.zeros((0,), jnp.int32)
 
     def body(block, carry, _):
       z = jnp.flip(carry, axis=1)
-      return (block.reference_inverse if reference else block.inverse)(z, t, num_steps), None
+      if method == "jacobi":
+        return block.jacobi_inverse(z, t, num_steps, tolerance)
+      x = (block.reference_inverse if method == "reference" else block.inverse)(z, t, num_steps)
+      return x, jnp.int32(self.num_tokens)
 
     init = self._final_orientation(u.astype(jnp.float32))
-    return layers.scan_stacked(body, self.blocks, init, reverse=True)[0]
+    return layers.scan_stacked(body, self.blocks, init, reverse=True)
 
-  def inverse(self, u, t, num_steps):
-    """u -> x with KV-cached sequential decoding, blocks in reverse order."""
-    return self._invert(u, t, num_steps, reference=False)
+  def inverse(self, u, t, num_steps, method: str = "kv_cache", tolerance: float = 0.0):
+    """u -> x, blocks in reverse order: 'kv_cache' decodes token by token with a KV cache;
+    'jacobi' updates all tokens of a block at once until no value moves by more than
+    `tolerance` (exact after at most `tokens` iterations per block)."""
+    return self._invert(u, t, num_steps, method, tolerance)[0]
+
+  def jacobi_inverse(self, u, t, num_steps, tolerance: float = 0.0):
+    """(x, the Jacobi iterations each block took [num_blocks], in block order)."""
+    return self._invert(u, t, num_steps, "jacobi", tolerance)
 
   def reference_inverse(self, u, t, num_steps):
     """u -> x by full recomputation per token; the oracle for `inverse` in tests."""
-    return self._invert(u, t, num_steps, reference=True)
+    return self._invert(u, t, num_steps, "reference")[0]

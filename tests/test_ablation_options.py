@@ -99,6 +99,8 @@ def test_grey_shapes_and_bad_options_are_refused_with_clear_errors():
     ("guidance", -1.0, "sample.guidance scale w must be >= 0"),
     ("temperature", -0.5, "sample.temperature must be >= 0"),
     ("t_min", 1.0, r"t_min must lie in \[0, 1\)"),
+    ("inverse", "newton", r"sample.inverse must be one of \('kv_cache', 'jacobi'\)"),
+    ("jacobi_tolerance", -1e-3, "sample.jacobi_tolerance must be >= 0"),
 ])
 def test_bad_sampling_settings_are_refused_before_compiling(key, value, message):
   config = t2i.get_config("micro")

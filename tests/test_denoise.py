@@ -89,6 +89,9 @@ def test_three_samplers_give_images_and_the_fast_one_never_inverts_the_flow():
   rng = jax.random.key(4)
   full = jax.jit(lambda r: ntm.sample(model, r, text, mask, **kwargs))(rng)
   denoised = jax.jit(lambda r: denoise.sample_denoised(model, r, text, mask, **kwargs))(rng)
+  jacobi = jax.jit(lambda r: denoise.sample_denoised(model, r, text, mask, **kwargs,
+                                                     inverse="jacobi"))(rng)
+  np.testing.assert_allclose(jacobi, denoised, atol=1e-4)
 
   def no_inverse(*args, **kw):
     raise AssertionError("the fast sampler called the transporter inverse")

@@ -162,6 +162,8 @@ def test_sampler_inverts_the_transporter_at_t_min(model, guidance):
   assert images.shape == (BATCH,) + model.image_shape and np.isfinite(images).all()
   u, _ = model.transporter(model.tokens(images), jnp.full((BATCH,), 0.02), jnp.full((BATCH,), 4.))
   np.testing.assert_allclose(u, u_t0, atol=1e-4)
+  jacobi = jax.jit(lambda r: ntm.sample(model, r, text, mask, **kwargs, inverse="jacobi"))(rng)
+  np.testing.assert_allclose(jacobi, images, atol=1e-5)  # the parallel inverse, same sample
 
 
 def test_bits_per_dim():

@@ -1,5 +1,6 @@
 """The transporter is an exact flow: identity at init and at t = 1, exact log-det, triangular
-Jacobian per block, invertible, and the KV-cached inverse equals the full-recompute inverse."""
+Jacobian per block, invertible, and the KV-cached and parallel (Jacobi) inverses equal the
+full-recompute inverse."""
 
 import jax
 import jax.numpy as jnp
@@ -109,6 +110,15 @@ def test_round_trip_and_cached_inverse_equals_reference(num_blocks, channel_mixi
   assert np.abs(reference - x).max() < 1e-5
   np.testing.assert_allclose(cached, reference, atol=5e-6)
   assert np.abs(u - x).max() > 0.1
+  # The parallel (Jacobi) inverse: exact to float tolerance in at most TOKENS iterations per
+  # block; a tolerance stops it earlier, still close.
+  jacobi = jax.jit(lambda u, tol: model.jacobi_inverse(u, t, steps, tol))
+  exact, iterations = jacobi(u, 0.0)
+  np.testing.assert_allclose(exact, cached, atol=1e-5)
+  assert iterations.shape == (num_blocks,) and np.all((1 <= iterations) & (iterations <= TOKENS))
+  close, fewer = jacobi(u, 1e-3)
+  assert np.all(fewer <= iterations) and np.abs(close - cached).max() < 1e-2
+  np.testing.assert_allclose(model.inverse(u, t, steps, "jacobi"), exact, atol=1e-5)
 
 
 def test_bad_shapes_raise_clear_errors():
@@ -120,3 +130,5 @@ def test_bad_shapes_raise_clear_errors():
     model.inverse(jnp.zeros((3, TOKENS + 1, CHANNELS)), t, steps)
   with pytest.raises(ValueError, match="num_blocks"):
     make(num_blocks=-1)
+  with pytest.raises(ValueError, match="inverse must be one of"):
+    model.inverse(x, t, steps, method="newton")

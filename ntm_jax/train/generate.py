@@ -57,6 +57,13 @@ def _sample_config(config, workdir: str, sampler=None,
   return s
 
 
+def inverse_settings(sample_config) -> dict:
+  """How a full-NF sampler inverted the transporter (nothing for the others)."""
+  if not sample_config.sampler.startswith("full_nf"):
+    return {}
+  return {"inverse": sample_config.inverse, "jacobi_tolerance": sample_config.jacobi_tolerance}
+
+
 def sample(config: ml_collections.ConfigDict, workdir: str, prompts=None) -> str:
   """Samples every prompt sample.per_prompt times; writes a PNG grid and a JSON of settings."""
   if config.method == "autoencoder":
@@ -76,7 +83,7 @@ def sample(config: ml_collections.ConfigDict, workdir: str, prompts=None) -> str
   settings = {"checkpoint_step": step, **extra, "prompts": prompts, "per_prompt": s.per_prompt,
               "num_steps": s.num_steps, "guidance": s.guidance, "t_min": s.t_min,
               "temperature": s.temperature, "final_temperature": s.final_temperature,
-              "seed": s.seed, "batch_size": s.batch_size,
+              "seed": s.seed, "batch_size": s.batch_size, **inverse_settings(s),
               "sampler": s.sampler, "grid": "one row per prompt, one column per sample"}
   files.write_json(stem + ".json", settings)
   logging.info("Wrote %s.png and .json", stem)
@@ -90,7 +97,7 @@ def evaluated_sampler(config, workdir: str, rt, sampler_name: str, num_steps=Non
   return sampler, {"sampler": s.sampler, "num_steps": s.num_steps, "guidance": s.guidance,
                    "t_min": s.t_min, "temperature": s.temperature,
                    "final_temperature": s.final_temperature, "seed": s.seed,
-                   "batch_size": s.batch_size, **extra}
+                   "batch_size": s.batch_size, **inverse_settings(s), **extra}
 
 
 def shapes_eval_report(config, workdir: str, rt, params, sampler_name: str, num_steps=None,

@@ -101,7 +101,8 @@ class Runtime:
                        f"{self.config.method!r}, got {s.sampler!r} (the NTM's fast sampler is "
                        "DistillRuntime.fast_sampler)")
     settings = dict(sampler=s.sampler, num_steps=s.num_steps, guidance=s.guidance, t_min=s.t_min,
-                    temperature=s.temperature, final_temperature=s.final_temperature)
+                    temperature=s.temperature, final_temperature=s.final_temperature,
+                    inverse=s.inverse, jacobi_tolerance=s.jacobi_tolerance)
     key = tuple(settings.values())
     if key not in self._samplers:
       self._samplers[key] = self.on_host(jax.jit(functools.partial(

@@ -20,6 +20,7 @@ from ntm_jax import latents
 from ntm_jax import ntm
 from ntm_jax import text_to_image
 from ntm_jax import trajectory
+from ntm_jax import transporter
 from ntm_jax.data import pipeline
 from ntm_jax.train import sharding
 
@@ -248,6 +249,11 @@ def validate_sample_settings(config: ml_collections.ConfigDict,
                      "(ntm.num_steps); its predictor has never seen the schedule of another T. "
                      f"Sample with --config.sample.num_steps={trained[0]}, or train with T "
                      f"in ntm.num_steps")
+  if sample.inverse not in transporter.INVERSES:
+    raise ValueError(f"sample.inverse must be one of {transporter.INVERSES}, got "
+                     f"{sample.inverse!r}")
+  if not sample.jacobi_tolerance >= 0:
+    raise ValueError(f"sample.jacobi_tolerance must be >= 0, got {sample.jacobi_tolerance!r}")
   if not (sample.per_prompt >= 1 and sample.batch_size >= 1):
     raise ValueError(f"sample.per_prompt and sample.batch_size must be >= 1, got "
                      f"{sample.per_prompt!r} and {sample.batch_size!r}")
@@ -255,21 +261,25 @@ def validate_sample_settings(config: ml_collections.ConfigDict,
 
 def sample_images(params, text_input, rng, *, graphdef, sampler: str, num_steps: int,
                   guidance: float, t_min: float, temperature: float,
-                  final_temperature: float):
+                  final_temperature: float, inverse: str = "kv_cache",
+                  jacobi_tolerance: float = 0.0):
   """Samples for a text input (token ids or frozen token states: text.py): float images in
   about [-1, 1] (or latents).
 
-  full_nf: predictor chain + transporter inverse (Algorithm 2); full_nf_denoised: the same,
-  then trajectory score denoising with the model's own joint score (Algorithm 3). Flow
+  full_nf: predictor chain + transporter inverse (Algorithm 2; `inverse`: KV-cached or Jacobi);
+  full_nf_denoised: the same, then trajectory score denoising with the model's own joint score
+  (Algorithm 3). Flow
   matching: euler / heun (ODE to t = 0; t_min and temperature unused) or posterior.
   """
   model = nnx.merge(graphdef, params)
   text, mask = text_to_image.encode_text(model, text_input)
   ode = dict(num_steps=num_steps, guidance=guidance)
   kwargs = dict(ode, t_min=t_min, temperature=temperature, final_temperature=final_temperature)
+  inversion = dict(inverse=inverse, jacobi_tolerance=jacobi_tolerance)
   samplers = {
-      "full_nf": lambda: ntm.sample(model, rng, text, mask, **kwargs),
-      "full_nf_denoised": lambda: denoise.sample_denoised(model, rng, text, mask, **kwargs),
+      "full_nf": lambda: ntm.sample(model, rng, text, mask, **kwargs, **inversion),
+      "full_nf_denoised": lambda: denoise.sample_denoised(model, rng, text, mask, **kwargs,
+                                                          **inversion),
       "euler": lambda: flow_matching.sample_euler(model, rng, text, mask, **ode),
       "heun": lambda: flow_matching.sample_heun(model, rng, text, mask, **ode),
       "posterior": lambda: flow_matching.sample_posterior(model, rng, text, mask, **kwargs),
