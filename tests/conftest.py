@@ -1,5 +1,26 @@
-"""grain's DataLoader reads absl flags; outside an absl app they must count as parsed."""
+"""Test-session set-up, imported by pytest before any test module (and so before JAX starts).
+
+* grain's DataLoader reads absl flags; outside an absl app they must count as parsed.
+* XLA's CPU backend compiles at optimization level 0: the tests run tiny shapes, where compiling
+  dominates the time (BENCHMARKS.md, "Test suite time"); every numerical check holds at the
+  tolerance it states. Production runs keep XLA's default.
+* JAX's persistent compilation cache for every compile, in one directory shared by the xdist
+  workers and the subprocesses the tests start (through the environment): what one process
+  compiled, another loads. Entries are keyed by the program, JAX version and flags, so a stale
+  one is never used.
+"""
+
+import os
+import tempfile
 
 from absl import flags
+
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                             " --xla_backend_optimization_level=0").strip()
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), "ntm_jax_test_compilation_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # at level 0 most
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")  # compiles take < 1 s
 
 flags.FLAGS.mark_as_parsed()

@@ -41,7 +41,7 @@ def mnist_config(tmp_path_factory):
   config.data.update(source="mnist", image_size=8,
                      mnist_path=write_synthetic_mnist(directory / "mnist.pkl.gz"))
   config.eval.samples_per_class = 5
-  config.eval.classifier.update(steps=150, batch_size=32, dir=str(directory / "classifier"))
+  config.eval.classifier.update(steps=40, batch_size=32, dir=str(directory / "classifier"))
   return config
 
 
@@ -100,5 +100,5 @@ def test_eval_mode_on_class_labelled_data_writes_the_class_metrics(mnist_config,
   assert entry["frechet_distance"] > metrics["real_floor"]  # 10 steps learn no digits
   with open(tmp_path / "eval" / "report_step_00000010.md", encoding="utf-8") as f:
     text = f.read()
-  assert "## Class metrics (5 samples per class" in text and "on mnist (150 steps)" in text
+  assert "## Class metrics (5 samples per class" in text and "on mnist (40 steps)" in text
   assert "| full_nf | 4 |" in text

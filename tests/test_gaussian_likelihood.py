@@ -14,7 +14,7 @@ from helpers import build, tiny_model_config
 from ntm_jax import ntm
 from ntm_jax import trajectory
 
-NUM_STEPS, T_MIN, BATCH, TRAIN_STEPS = 4, 0.05, 256, 300
+NUM_STEPS, T_MIN, BATCH, TRAIN_STEPS = 4, 0.05, 128, 300
 
 
 def gaussian_problem():

@@ -244,7 +244,8 @@ print("RESULT" + json.dumps(out))
 
 
 def test_eight_devices_give_the_same_step_as_one_with_sharded_parameters():
-  proc = run_python(EIGHT_DEVICES, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  eight = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+  proc = run_python(EIGHT_DEVICES, env={"XLA_FLAGS": eight})
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads(proc.stdout.split("RESULT")[-1])
   one, eight = result["one"], result["eight"]
