@@ -19,13 +19,13 @@ from helpers import training_losses
 from helpers import write_synthetic_mnist
 from ntm_jax import files
 from ntm_jax import ntm
+from ntm_jax import sampling
 from ntm_jax import transporter as transporter_lib
 from ntm_jax.data import pipeline
 from ntm_jax.evaluate import score
 from ntm_jax.train import distill
 from ntm_jax.train import generate
 from ntm_jax.train import loop
-from ntm_jax.train import state as state_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -107,7 +107,7 @@ def test_bad_sampling_settings_are_refused_before_compiling(key, value, message)
   sample = config.sample.copy_and_resolve_references()
   sample[key] = value
   with pytest.raises(ValueError, match=message):
-    state_lib.validate_sample_settings(config, sample)
+    sampling.validate_settings(config, sample)
 
 
 def test_main_refuses_an_untrained_step_count_without_a_traceback(tmp_path):

@@ -19,6 +19,7 @@ from flax import nnx
 
 from ntm_jax import denoise
 from ntm_jax import files
+from ntm_jax import sampling
 from ntm_jax import text_to_image
 from ntm_jax.evaluate import likelihood
 from ntm_jax.train import checkpointing
@@ -91,17 +92,6 @@ def eval_step(params, ntm_params, batch, rng, *, graphdef, ntm_graphdef, config,
   return _error_metrics(mse, targets)
 
 
-def fast_sample_images(params, denoiser_params, text_input, rng, *, graphdef, denoiser_graphdef,
-                       num_steps: int, guidance: float, t_min: float, temperature: float,
-                       final_temperature: float):
-  """The fast sampler (T predictor steps + one denoiser pass) for a text input (text.py)."""
-  model = nnx.merge(graphdef, params)
-  text, mask = text_to_image.encode_text(model, text_input)
-  return denoise.sample_fast(model, nnx.merge(denoiser_graphdef, denoiser_params), rng, text,
-                             mask, num_steps=num_steps, guidance=guidance, t_min=t_min,
-                             temperature=temperature, final_temperature=final_temperature)
-
-
 @dataclasses.dataclass
 class DistillRuntime:
   """The denoiser's state shardings and jitted functions, next to the frozen NTM's runtime."""
@@ -150,7 +140,7 @@ class DistillRuntime:
     settings = dict(num_steps=s.num_steps, guidance=s.guidance, t_min=s.t_min,
                     temperature=s.temperature, final_temperature=s.final_temperature)
     jitted = self._cached(("fast",) + tuple(settings.values()), lambda: jax.jit(
-        functools.partial(fast_sample_images, graphdef=self.ntm.graphdef,
+        functools.partial(sampling.fast_sample_images, graphdef=self.ntm.graphdef,
                           denoiser_graphdef=self.graphdef, **settings)))
     return self.ntm.on_host(lambda params, text_input, rng: jitted(params, denoiser_params,
                                                                    text_input, rng))

@@ -8,6 +8,7 @@ from absl import logging
 
 from ntm_jax import files
 from ntm_jax import latents
+from ntm_jax import sampling
 from ntm_jax.data import sources
 from ntm_jax.evaluate import classifier
 from ntm_jax.evaluate import likelihood
@@ -18,22 +19,13 @@ from ntm_jax.train import checkpointing
 from ntm_jax.train import distill
 from ntm_jax.train import grids
 from ntm_jax.train import loop
-from ntm_jax.train import state as state_lib
 
 
 def resolve_sampler(config: ml_collections.ConfigDict, workdir: str, name=None) -> str:
   """A sampler name (default config.sample.sampler) with 'auto' resolved: for the NTM the fast
   sampler once a distilled denoiser exists, else full NF; for flow matching Euler."""
-  name, method = name or config.sample.sampler, config.method
-  allowed = ("auto",) + state_lib.MODEL_SAMPLERS[method] + (("fast",) if method == "ntm" else ())
-  if name not in allowed:
-    raise ValueError(f"sample.sampler must be one of {allowed} for method {method!r}, got "
-                     f"{name!r}")
-  if name != "auto":
-    return name
-  if method == "ntm" and distill.has_denoiser(workdir):
-    return "fast"
-  return state_lib.DEFAULT_SAMPLERS[method]
+  return sampling.resolve(config.method, name or config.sample.sampler,
+                          config.method == "ntm" and distill.has_denoiser(workdir))
 
 
 def make_sampler(config, workdir: str, rt, sample_config):
@@ -53,15 +45,8 @@ def _sample_config(config, workdir: str, sampler=None,
   s.sampler = resolve_sampler(config, workdir, sampler)
   if num_steps:
     s.num_steps = num_steps
-  state_lib.validate_sample_settings(config, s)
+  sampling.validate_settings(config, s)
   return s
-
-
-def inverse_settings(sample_config) -> dict:
-  """How a full-NF sampler inverted the transporter (nothing for the others)."""
-  if not sample_config.sampler.startswith("full_nf"):
-    return {}
-  return {"inverse": sample_config.inverse, "jacobi_tolerance": sample_config.jacobi_tolerance}
 
 
 def sample(config: ml_collections.ConfigDict, workdir: str, prompts=None) -> str:
@@ -81,10 +66,8 @@ def sample(config: ml_collections.ConfigDict, workdir: str, prompts=None) -> str
   grids.save_png(stem + ".png", grids.make_grid(images, s.per_prompt),
                  scale=max(1, 128 // images.shape[1]))
   settings = {"checkpoint_step": step, **extra, "prompts": prompts, "per_prompt": s.per_prompt,
-              "num_steps": s.num_steps, "guidance": s.guidance, "t_min": s.t_min,
-              "temperature": s.temperature, "final_temperature": s.final_temperature,
-              "seed": s.seed, "batch_size": s.batch_size, **inverse_settings(s),
-              "sampler": s.sampler, "grid": "one row per prompt, one column per sample"}
+              **sampling.report_settings(s),
+              "grid": "one row per prompt, one column per sample"}
   files.write_json(stem + ".json", settings)
   logging.info("Wrote %s.png and .json", stem)
   return stem + ".png"
@@ -94,10 +77,7 @@ def evaluated_sampler(config, workdir: str, rt, sampler_name: str, num_steps=Non
   """(sampler, the settings a report records) for one sampler, T = num_steps if given."""
   s = _sample_config(config, workdir, sampler_name, num_steps)
   sampler, extra = make_sampler(config, workdir, rt, s)
-  return sampler, {"sampler": s.sampler, "num_steps": s.num_steps, "guidance": s.guidance,
-                   "t_min": s.t_min, "temperature": s.temperature,
-                   "final_temperature": s.final_temperature, "seed": s.seed,
-                   "batch_size": s.batch_size, **inverse_settings(s), **extra}
+  return sampler, {**sampling.report_settings(s), **extra}
 
 
 def shapes_eval_report(config, workdir: str, rt, params, sampler_name: str, num_steps=None,

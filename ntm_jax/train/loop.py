@@ -20,6 +20,7 @@ from clu import periodic_actions
 from ntm_jax import autoencoder
 from ntm_jax import files
 from ntm_jax import latents
+from ntm_jax import sampling
 from ntm_jax import text as text_lib
 from ntm_jax.data import pipeline
 from ntm_jax.data import sources
@@ -29,7 +30,6 @@ from ntm_jax.train import checkpointing
 from ntm_jax.train import fm_init
 from ntm_jax.train import grids
 from ntm_jax.train import runtime as runtime_lib
-from ntm_jax.train import state as state_lib
 
 
 class NonFiniteError(RuntimeError):
@@ -68,7 +68,7 @@ def validate(config: ml_collections.ConfigDict, batch_size: int, name: str = "tr
   if config.method == "autoencoder":
     autoencoder.validate(config.model.autoencoder, config.data.image_size)
   latents.validate(config)
-  state_lib.validate_sample_settings(config, config.sample)
+  sampling.validate_settings(config, config.sample)
 
 
 def write_samples(sampler: Callable, params, config, tokenizer, run_dir: str, writer,
@@ -206,7 +206,7 @@ def sample_fn(rt, config, tokenizer, workdir: str, writer) -> Callable:
   while the NTM trains)."""
   sample_config = config.sample.copy_and_resolve_references()
   if sample_config.sampler in ("auto", "fast"):
-    sample_config.sampler = state_lib.DEFAULT_SAMPLERS[config.method]
+    sample_config.sampler = sampling.DEFAULT_SAMPLERS[config.method]
 
   def sample(state, done):
     path = write_samples(rt.sampler(sample_config), state.ema_params, config, tokenizer, workdir,

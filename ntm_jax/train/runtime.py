@@ -13,6 +13,7 @@ from absl import logging
 from flax import nnx
 
 from ntm_jax import latents
+from ntm_jax import sampling
 from ntm_jax import text as text_lib
 from ntm_jax.data import pipeline
 from ntm_jax.train import sharding
@@ -93,9 +94,9 @@ class Runtime:
 
   def sampler(self, sample_config: ml_collections.ConfigDict) -> Callable:
     """The sampler (params, tokens, rng) -> images for a `sample` config section: the model's
-    own samplers (state.MODEL_SAMPLERS), jitted; the NTM's fast one needs the denoiser."""
+    own samplers (sampling.MODEL_SAMPLERS), jitted; the NTM's fast one needs the denoiser."""
     s = sample_config
-    allowed = state_lib.MODEL_SAMPLERS[self.config.method]
+    allowed = sampling.MODEL_SAMPLERS[self.config.method]
     if s.sampler not in allowed:
       raise ValueError(f"sample.sampler must be one of {allowed} for method "
                        f"{self.config.method!r}, got {s.sampler!r} (the NTM's fast sampler is "
@@ -106,7 +107,7 @@ class Runtime:
     key = tuple(settings.values())
     if key not in self._samplers:
       self._samplers[key] = self.on_host(jax.jit(functools.partial(
-          state_lib.sample_images, graphdef=self.graphdef, **settings)))
+          sampling.sample_images, graphdef=self.graphdef, **settings)))
     return self._samplers[key]
 
   def on_host(self, sampler: Callable) -> Callable:

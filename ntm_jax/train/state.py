@@ -14,13 +14,10 @@ import optax
 from flax import nnx
 
 from ntm_jax import autoencoder
-from ntm_jax import denoise
 from ntm_jax import flow_matching
 from ntm_jax import latents
 from ntm_jax import ntm
 from ntm_jax import text_to_image
-from ntm_jax import trajectory
-from ntm_jax import transporter
 from ntm_jax.data import pipeline
 from ntm_jax.train import sharding
 
@@ -221,67 +218,3 @@ def eval_step(params, batch, rng, *, graphdef, config, num_steps: int):
   out = ntm.trajectory_nll(model, images, text, mask, rng, num_steps=num_steps,
                            t_min_range=tuple(config.ntm.t_min_range))
   return nll_metrics(out, model.num_dims, pixels=not latents.enabled(config))
-
-
-# The samplers that need the trained model only, per method; the NTM's fast sampler also needs
-# the distilled denoiser (train/distill.py).
-MODEL_SAMPLERS = {"ntm": ("full_nf", "full_nf_denoised"), "flow_matching": flow_matching.SAMPLERS}
-# What 'auto' means when no denoiser is around (while training, or before --mode=distill).
-DEFAULT_SAMPLERS = {"ntm": "full_nf", "flow_matching": "euler"}
-
-
-def validate_sample_settings(config: ml_collections.ConfigDict,
-                             sample: ml_collections.ConfigDict) -> None:
-  """Refuses sampling settings that would compile and then write noise or NaNs: a step count
-  the NTM was not trained for, a negative guidance or temperature, t_min outside [0, 1).
-  `sample` is a sample section (config.sample or a resolved copy)."""
-  t = sample.num_steps
-  try:  # the checks the samplers themselves make, before anything is traced
-    trajectory.validate_num_steps(t)
-    ntm.validate_guidance(sample.guidance)
-    ntm.validate_temperatures(sample.temperature, sample.final_temperature)
-    trajectory.validate_t_min(sample.t_min)
-  except ValueError as err:
-    raise ValueError(f"sample.{err}") from None
-  trained = tuple(config.ntm.num_steps)
-  if config.method == "ntm" and t not in trained:
-    raise ValueError(f"sample.num_steps={t}: this NTM was trained for T in {trained} "
-                     "(ntm.num_steps); its predictor has never seen the schedule of another T. "
-                     f"Sample with --config.sample.num_steps={trained[0]}, or train with T "
-                     f"in ntm.num_steps")
-  if sample.inverse not in transporter.INVERSES:
-    raise ValueError(f"sample.inverse must be one of {transporter.INVERSES}, got "
-                     f"{sample.inverse!r}")
-  if not sample.jacobi_tolerance >= 0:
-    raise ValueError(f"sample.jacobi_tolerance must be >= 0, got {sample.jacobi_tolerance!r}")
-  if not (sample.per_prompt >= 1 and sample.batch_size >= 1):
-    raise ValueError(f"sample.per_prompt and sample.batch_size must be >= 1, got "
-                     f"{sample.per_prompt!r} and {sample.batch_size!r}")
-
-
-def sample_images(params, text_input, rng, *, graphdef, sampler: str, num_steps: int,
-                  guidance: float, t_min: float, temperature: float,
-                  final_temperature: float, inverse: str = "kv_cache",
-                  jacobi_tolerance: float = 0.0):
-  """Samples for a text input (token ids or frozen token states: text.py): float images in
-  about [-1, 1] (or latents).
-
-  full_nf: predictor chain + transporter inverse (Algorithm 2; `inverse`: KV-cached or Jacobi);
-  full_nf_denoised: the same, then trajectory score denoising with the model's own joint score
-  (Algorithm 3). Flow
-  matching: euler / heun (ODE to t = 0; t_min and temperature unused) or posterior.
-  """
-  model = nnx.merge(graphdef, params)
-  text, mask = text_to_image.encode_text(model, text_input)
-  ode = dict(num_steps=num_steps, guidance=guidance)
-  kwargs = dict(ode, t_min=t_min, temperature=temperature, final_temperature=final_temperature)
-  inversion = dict(inverse=inverse, jacobi_tolerance=jacobi_tolerance)
-  samplers = {
-      "full_nf": lambda: ntm.sample(model, rng, text, mask, **kwargs, **inversion),
-      "full_nf_denoised": lambda: denoise.sample_denoised(model, rng, text, mask, **kwargs,
-                                                          **inversion),
-      "euler": lambda: flow_matching.sample_euler(model, rng, text, mask, **ode),
-      "heun": lambda: flow_matching.sample_heun(model, rng, text, mask, **ode),
-      "posterior": lambda: flow_matching.sample_posterior(model, rng, text, mask, **kwargs),
-  }
-  return samplers[sampler]()
