@@ -1,0 +1,125 @@
+"""Training-step cost of the NTM against flow matching with the same predictor, printed as JSON.
+
+Per preset, with freshly initialized states (step time does not depend on parameter values):
+  * seconds per step of the NTM in both training modes and of the FM baseline (median after a
+    compiling call), and per trajectory pair: end-to-end trains all T pairs of every example per
+    step, pair-wise one, an FM step one (x_t, t) pair; "ntm_over_fm_step_time" is the NTM's time
+    per pair over FM's (goal <= 1.35);
+  * compile time of the NTM step (end-to-end) against predictor depth: the layers are scanned,
+    so it should stay flat;
+  * XLA's memory analysis of each compiled step (arguments, outputs, temporaries: the peak the
+    compiler plans, in MiB).
+
+  python bench/train_step.py [--presets=tiny,small] [--repeats=5] [--depths=1,2,4,8]
+"""
+
+import argparse
+import functools
+import json
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+from absl import flags
+from absl import logging
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from configs import fm as fm_configs
+from configs import t2i
+from ntm_jax.train import loop
+from ntm_jax.train import runtime
+from ntm_jax.train import state as state_lib
+
+
+def _batch(config):
+  loader = loop.make_train_loader(config, loop.tokenizer_for(config), config.train.batch_size)
+  return next(iter(loader))
+
+
+def _compiled(rt, state, batch, num_steps: int):
+  step = functools.partial(state_lib.train_step, graphdef=rt.graphdef, tx=rt.tx,
+                           config=rt.config, num_steps=num_steps, fm_graphdef=rt.fm_graphdef)
+  start = time.perf_counter()
+  compiled = jax.jit(step).lower(state, batch, rt.fm_params).compile()
+  seconds = time.perf_counter() - start
+  memory = compiled.memory_analysis()
+  mib = lambda n: round(n / 2**20, 2)
+  return seconds, {"argument_mib": mib(memory.argument_size_in_bytes),
+                   "output_mib": mib(memory.output_size_in_bytes),
+                   "temp_mib": mib(memory.temp_size_in_bytes)}
+
+
+def measure(config, repeats: int) -> dict:
+  """Seconds per step (median of `repeats` after a compiling call), compile seconds, memory."""
+  rt = runtime.build(config)
+  num_steps = config.ntm.num_steps[0]
+  batch = rt.global_batch(_batch(config))
+  state = rt.create_state()
+  compile_s, memory = _compiled(rt, state, batch, num_steps)
+  step = rt.train_step(num_steps)
+  state, metrics, _ = step(state, batch)
+  jax.block_until_ready(metrics)
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    state, metrics, _ = step(state, batch)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - start)
+  return {"step_s": round(float(np.median(times)), 4), "compile_s": round(compile_s, 2),
+          "memory": memory}
+
+
+def bench_preset(preset: str, repeats: int) -> dict:
+  ntm_config = t2i.get_config(preset)
+  batch, num_steps = ntm_config.train.batch_size, ntm_config.ntm.num_steps[0]
+  fm = measure(fm_configs.get_config(preset), repeats)
+  fm_per_pair = fm["step_s"] / batch
+  rows = {"flow_matching": {**fm, "pairs_per_step": batch, "s_per_pair": fm_per_pair}}
+  ratios = {}
+  for mode, pairs in (("end_to_end", num_steps), ("pair_wise", 1)):
+    config = t2i.get_config(preset)
+    config.ntm.mode = mode
+    row = measure(config, repeats)
+    row.update(pairs_per_step=batch * pairs, s_per_pair=row["step_s"] / (batch * pairs))
+    rows[f"ntm_{mode}"] = row
+    ratios[mode] = round(row["s_per_pair"] / fm_per_pair, 3)
+  return {"preset": preset, "batch": batch, "T": num_steps, "steps": rows,
+          "ntm_over_fm_step_time": ratios}
+
+
+def compile_against_depth(preset: str, depths) -> list:
+  rows = []
+  for depth in depths:
+    config = t2i.get_config(preset)
+    config.model.predictor.depth = depth
+    config.ntm.mode = "end_to_end"
+    rt = runtime.build(config)
+    seconds, _ = _compiled(rt, rt.create_state(), rt.global_batch(_batch(config)),
+                           config.ntm.num_steps[0])
+    rows.append({"predictor_depth": depth, "compile_s": round(seconds, 2)})
+  return rows
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--presets", default="tiny,small")
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--depths", default="1,2,4,8")
+  parser.add_argument("--depth_preset", default="tiny")
+  args = parser.parse_args()
+  flags.FLAGS.mark_as_parsed()
+  logging.set_verbosity(logging.WARNING)
+  results = [bench_preset(p, args.repeats) for p in args.presets.split(",")]
+  depth_rows = compile_against_depth(args.depth_preset,
+                                     [int(d) for d in args.depths.split(",")])
+  print(json.dumps({"bench": "train_step", "backend": jax.default_backend(),
+                    "devices": jax.device_count(), "results": results,
+                    "compile_against_predictor_depth": {"preset": args.depth_preset,
+                                                        "rows": depth_rows}}, indent=1))
+
+
+if __name__ == "__main__":
+  main()
