@@ -11,6 +11,7 @@ Per preset, with freshly initialized states (step time does not depend on parame
     compiler plans, in MiB).
 
   python bench/train_step.py [--presets=tiny,small] [--repeats=5] [--depths=1,2,4,8]
+      [--batch_size=N]   # e.g. small on a CPU, whose preset batch does not fit in host memory
 """
 
 import argparse
@@ -72,15 +73,22 @@ def measure(config, repeats: int) -> dict:
           "memory": memory}
 
 
-def bench_preset(preset: str, repeats: int) -> dict:
-  ntm_config = t2i.get_config(preset)
+def _config(get_config, preset: str, batch_size: int):
+  config = get_config(preset)
+  if batch_size:
+    config.train.batch_size = batch_size
+  return config
+
+
+def bench_preset(preset: str, repeats: int, batch_size: int = 0) -> dict:
+  ntm_config = _config(t2i.get_config, preset, batch_size)
   batch, num_steps = ntm_config.train.batch_size, ntm_config.ntm.num_steps[0]
-  fm = measure(fm_configs.get_config(preset), repeats)
+  fm = measure(_config(fm_configs.get_config, preset, batch_size), repeats)
   fm_per_pair = fm["step_s"] / batch
   rows = {"flow_matching": {**fm, "pairs_per_step": batch, "s_per_pair": fm_per_pair}}
   ratios = {}
   for mode, pairs in (("end_to_end", num_steps), ("pair_wise", 1)):
-    config = t2i.get_config(preset)
+    config = _config(t2i.get_config, preset, batch_size)
     config.ntm.mode = mode
     row = measure(config, repeats)
     row.update(pairs_per_step=batch * pairs, s_per_pair=row["step_s"] / (batch * pairs))
@@ -109,12 +117,14 @@ def main():
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--depths", default="1,2,4,8")
   parser.add_argument("--depth_preset", default="tiny")
+  parser.add_argument("--batch_size", type=int, default=0,
+                      help="train.batch_size for every preset (0: the preset's)")
   args = parser.parse_args()
   flags.FLAGS.mark_as_parsed()
   logging.set_verbosity(logging.WARNING)
-  results = [bench_preset(p, args.repeats) for p in args.presets.split(",")]
+  results = [bench_preset(p, args.repeats, args.batch_size) for p in args.presets.split(",")]
   depth_rows = compile_against_depth(args.depth_preset,
-                                     [int(d) for d in args.depths.split(",")])
+                                     [int(d) for d in args.depths.split(",") if d])
   print(json.dumps({"bench": "train_step", "backend": jax.default_backend(),
                     "devices": jax.device_count(), "results": results,
                     "compile_against_predictor_depth": {"preset": args.depth_preset,
