@@ -123,6 +123,9 @@ def test_score_mode_ranks_shapes_near_misses_and_classifies_given_images(trained
     assert "| blue.png |" in f.read()
   with pytest.raises(ValueError, match="matched no files"):
     score.score(config, workdir, [str(tmp_path / "*.jpg")], captions)
+  (tmp_path / "notes.png").write_text("not an image")
+  with pytest.raises(ValueError, match="cannot read .*notes.png as an image"):
+    score.score(config, workdir, [str(tmp_path / "notes.png")], captions)
 
 
 @pytest.mark.parametrize("overrides, images, prompts, message", [

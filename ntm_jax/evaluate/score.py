@@ -32,6 +32,7 @@ POSITIVE = ("trajectories", "examples", "per_kind", "renders", "batch_size")
 
 
 def validate(config: ml_collections.ConfigDict, images=None, prompts=None) -> None:
+  """Refuses what --mode=score cannot do, before anything is built."""
   if config.method != "ntm":
     raise ValueError(f"--mode=score needs an exact likelihood: method 'ntm', not "
                      f"{config.method!r}")
@@ -57,9 +58,13 @@ def read_images(patterns, image_size: int, channels: int):
     raise ValueError(f"--images matched no files: {list(patterns)}")
   images, resized = [], 0
   for path in paths:
-    image = Image.open(path).convert("RGB")
+    try:
+      image = Image.open(path).convert("RGB")
+    except (OSError, Image.UnidentifiedImageError) as err:
+      raise ValueError(f"--images: cannot read {path} as an image ({err})") from None
     if image.size != (image_size, image_size):
-      image, resized = image.resize((image_size, image_size), Image.Resampling.LANCZOS), resized + 1
+      image = image.resize((image_size, image_size), Image.Resampling.LANCZOS)
+      resized += 1
     images.append(np.asarray(image))
   return pipeline.to_channels(np.stack(images), channels), paths, resized
 
