@@ -8,31 +8,20 @@ and each level, with a histogram of the NLLs.
 Prints one JSON object whose "markdown" entry is the BENCHMARKS.md table.
 """
 
-import argparse
 import json
-import os
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import flags
-from absl import logging
 from flax import nnx
 from PIL import Image
 from PIL import ImageDraw
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
-# pylint: disable=g-import-not-at-top,wrong-import-position
-from configs import ntm_from_fm
-from configs import t2i
-from ntm_jax import config_files
+import trained_run  # bench/trained_run.py: first, it puts the repository on sys.path
+# pylint: disable=g-import-not-at-top,wrong-import-position,g-bad-import-order
 from ntm_jax.data import pipeline
 from ntm_jax.data import sources
 from ntm_jax.evaluate import ood
-from ntm_jax.train import checkpointing
-
-CONFIGS = {"t2i": t2i.get_config, "ntm_from_fm": ntm_from_fm.get_config}
 
 
 def scores_of(model, rt, config, source_name: str, args) -> dict:
@@ -72,22 +61,14 @@ def histogram(path: str, in_nll, out_nll, labels, bins: int = 60, size=(600, 260
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--preset", default="mnist_tiny")
-  parser.add_argument("--config", default="t2i", choices=sorted(CONFIGS))
-  parser.add_argument("--workdir", required=True)
+  parser = trained_run.parser(__doc__, preset="mnist_tiny")
   parser.add_argument("--other_source", default="fashion_mnist", choices=sources.CLASS_SOURCES)
   parser.add_argument("--examples", type=int, default=1000)
   parser.add_argument("--trajectories", type=int, default=4)
   parser.add_argument("--batch_size", type=int, default=100)
   parser.add_argument("--figure", default="")
-  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
   args = parser.parse_args()
-  flags.FLAGS.mark_as_parsed()
-  logging.set_verbosity(logging.WARNING)
-  config = config_files.apply_overrides(CONFIGS[args.config](args.preset), args.set)
-  rt, state = checkpointing.restore_latest(config, args.workdir)
-  model = nnx.merge(rt.graphdef, state.ema_params)
+  config, rt, state, model = trained_run.load(args)
   inside = scores_of(model, rt, config, config.data.source, args)
   outside = scores_of(model, rt, config, args.other_source, args)
   result = {name: {"auroc": ood.auroc(inside[name], outside[name]),

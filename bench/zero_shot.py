@@ -8,49 +8,30 @@ in-repo CNN classifier on the same images.
 Prints one JSON object whose "markdown" entry is the BENCHMARKS.md table.
 """
 
-import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
-from absl import flags
-from absl import logging
-from flax import nnx
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
-# pylint: disable=g-import-not-at-top,wrong-import-position
-from configs import ntm_from_fm
-from configs import t2i
-from ntm_jax import config_files
+import trained_run  # bench/trained_run.py: first, it puts the repository on sys.path
+# pylint: disable=g-import-not-at-top,wrong-import-position,g-bad-import-order
 from ntm_jax.data import sources
 from ntm_jax.evaluate import classifier
 from ntm_jax.evaluate import zero_shot
-from ntm_jax.train import checkpointing
 from ntm_jax.train import loop
-
-CONFIGS = {"t2i": t2i.get_config, "ntm_from_fm": ntm_from_fm.get_config}
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--preset", default="mnist_tiny")
-  parser.add_argument("--config", default="t2i", choices=sorted(CONFIGS))
-  parser.add_argument("--workdir", required=True)
+  parser = trained_run.parser(__doc__, preset="mnist_tiny")
   parser.add_argument("--classifier_dir", default="")
   parser.add_argument("--examples", type=int, default=500)
   parser.add_argument("--trajectories", type=int, default=8)
   parser.add_argument("--batch_size", type=int, default=50)
-  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
   args = parser.parse_args()
-  flags.FLAGS.mark_as_parsed()
-  logging.set_verbosity(logging.WARNING)
-  config = config_files.apply_overrides(CONFIGS[args.config](args.preset), args.set)
+  config, rt, state, model = trained_run.load(args)
   if config.data.source not in sources.CLASS_SOURCES:
     parser.error(f"zero-shot classification needs class data {sources.CLASS_SOURCES}")
-  rt, state = checkpointing.restore_latest(config, args.workdir)
-  model = nnx.merge(rt.graphdef, state.ema_params)
   source = sources.make_source(config.data, "eval")
   start = time.perf_counter()
   suite = zero_shot.class_suite(rt, model, source, loop.tokenizer_for(config),

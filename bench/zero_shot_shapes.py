@@ -10,42 +10,21 @@ often it beats that near miss.
       --set=latent.autoencoder_workdir=AE [--per_kind=20] [--trajectories=4]
 """
 
-import argparse
 import json
-import os
-import sys
 
-from absl import flags
-from absl import logging
-from flax import nnx
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
-# pylint: disable=g-import-not-at-top,wrong-import-position
-from configs import ntm_from_fm
-from configs import t2i
-from ntm_jax import config_files
+import trained_run  # bench/trained_run.py: first, it puts the repository on sys.path
+# pylint: disable=g-import-not-at-top,wrong-import-position,g-bad-import-order
 from ntm_jax.evaluate import zero_shot
-from ntm_jax.train import checkpointing
 from ntm_jax.train import loop
-
-CONFIGS = {"t2i": t2i.get_config, "ntm_from_fm": ntm_from_fm.get_config}
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--preset", default="shapes_latent")
-  parser.add_argument("--config", default="t2i", choices=sorted(CONFIGS))
-  parser.add_argument("--workdir", required=True)
+  parser = trained_run.parser(__doc__, preset="shapes_latent")
   parser.add_argument("--per_kind", type=int, default=20)
   parser.add_argument("--renders", type=int, default=4)
   parser.add_argument("--trajectories", type=int, default=4)
-  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
   args = parser.parse_args()
-  flags.FLAGS.mark_as_parsed()
-  logging.set_verbosity(logging.WARNING)
-  config = config_files.apply_overrides(CONFIGS[args.config](args.preset), args.set)
-  rt, state = checkpointing.restore_latest(config, args.workdir)
-  model = nnx.merge(rt.graphdef, state.ema_params)
+  config, rt, state, model = trained_run.load(args)
   suite = zero_shot.near_miss_suite(
       rt, model, loop.tokenizer_for(config), image_size=config.data.image_size,
       held_out_combinations=config.data.held_out_combinations, per_kind=args.per_kind,
