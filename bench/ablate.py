@@ -6,7 +6,8 @@ Every variant is a preset plus --config overrides (VARIANTS below). Training run
 `python -m ntm_jax.main` per variant in DIR/NAME, each pinned to one core (`taskset`), --jobs at a
 time; a finished run (DIR/NAME/train_time.json with rc 0) is reused, an interrupted one resumes
 from its checkpoint. The budget is stated per variant: its step count, and the wall-clock its
-training took on one core (train_time.json, compile, periodic evaluation and grids included).
+training took on one core (train_time.json, compile, periodic evaluation and grids included;
+summed over the segments of a resumed run).
 
 Scoring, after all training: one classifier (DIR/classifier, trained on first use) for every
 run; per row the class accuracy and Frechet distance of 100 samples per class, the held-out NLL
@@ -40,13 +41,14 @@ from PIL import ImageDraw
 
 from ntm_jax import config_files
 from ntm_jax import files
+from ntm_jax import text as text_lib
 from ntm_jax.evaluate import classifier
 from ntm_jax.evaluate import likelihood
 from ntm_jax.evaluate import reports
 from ntm_jax.train import checkpointing
-from ntm_jax.train import generate
-from ntm_jax.train import grids
-from ntm_jax.train import loop
+from ntm_jax.evaluate import sample as sample_lib
+from ntm_jax.evaluate import suite
+from ntm_jax.evaluate import grids
 
 CONFIGS = {"t2i": t2i, "fm": fm_configs, "ntm_from_fm": ntm_from_fm}
 GREY, RGB = ("data.channels=1",), ("data.channels=3",)
@@ -118,7 +120,26 @@ def _launch(name: str, args, core: int) -> dict:
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   logging.warning("training %s on core %d", name, core)
-  return {"name": name, "core": core, "process": process, "started": time.time()}
+  return {"name": name, "workdir": workdir, "core": core, "process": process,
+          "started": time.time(), "earlier": _earlier_segments(workdir)}
+
+
+def _earlier_segments(workdir: str) -> list:
+  """Seconds of the segments an interrupted run already trained (a resume adds one)."""
+  path = os.path.join(workdir, "train_time.json")
+  if not os.path.exists(path):
+    return []
+  timing = files.read_json(path)
+  return timing.get("segments", [timing["train_seconds"]])
+
+
+def _record_time(job: dict, rc) -> None:
+  """Written every poll, so a session that dies mid-run keeps the time its run has trained."""
+  segments = job["earlier"] + [time.time() - job["started"]]
+  path = os.path.join(job["workdir"], "train_time.json")
+  files.write_json(path + ".tmp", {"train_seconds": sum(segments), "segments": segments,
+                                   "rc": rc})
+  os.replace(path + ".tmp", path)  # a kill mid-write leaves the previous record whole
 
 
 def train_all(names: list, args) -> None:
@@ -131,8 +152,7 @@ def train_all(names: list, args) -> None:
       running.remove(job)
       cores.append(job["core"])
       rc = job["process"].returncode
-      files.write_json(os.path.join(args.root, job["name"], "train_time.json"),
-                       {"train_seconds": time.time() - job["started"], "rc": rc})
+      _record_time(job, rc)
       if rc:
         raise RuntimeError(f"training {job['name']} failed; see its train.log")
     ready = [n for n in pending if VARIANTS[n][2] is None or done(VARIANTS[n][2])]
@@ -142,6 +162,8 @@ def train_all(names: list, args) -> None:
       running.append(_launch(name, args, cores.pop(0)))
     if pending and not ready and not running:
       raise RuntimeError(f"{pending} wait on variants that are not in --variants")
+    for job in running:
+      _record_time(job, None)
     time.sleep(5)
 
 
@@ -158,16 +180,16 @@ def _images_per_second(sampler, params, tokenizer, caption: str, batch_size: int
 def _rows_of(name: str, config, samplers, args, judge, samples: dict) -> list:
   workdir = os.path.join(args.root, name)
   rt, state = checkpointing.restore_latest(config, workdir)
-  nll = likelihood.evaluate(rt, state.ema_params, config, loop.tokenizer_for(config),
+  nll = likelihood.evaluate(rt, state.ema_params, config, text_lib.tokenizer_for(config),
                             int(state.step))
   timing = files.read_json(os.path.join(workdir, "train_time.json"))
   rows = []
   for sampler_name, num_steps, sample_overrides in samplers:
     sample_config = config_files.apply_overrides(config.copy_and_resolve_references(),
                                                  sample_overrides)
-    metrics = generate.class_metrics_report(sample_config, workdir, rt, state.ema_params,
+    metrics = suite.class_metrics_report(sample_config, workdir, rt, state.ema_params,
                                             sampler_name, judge, num_steps, keep_images=True)
-    sampler, _ = generate.evaluated_sampler(sample_config, workdir, rt, sampler_name, num_steps)
+    sampler, _ = sample_lib.evaluated_sampler(sample_config, workdir, rt, sampler_name, num_steps)
     key = f"{name} {sampler_name} {metrics['num_steps']} {' '.join(sample_overrides)}".strip()
     samples[key] = metrics.pop("images")
     rows.append({
@@ -181,7 +203,7 @@ def _rows_of(name: str, config, samplers, args, judge, samples: dict) -> list:
         "data_dims": config.data.image_size**2 * config.data.channels,
         "train_steps": int(state.step), "train_minutes": timing["train_seconds"] / 60,
         "images_per_second": _images_per_second(sampler, state.ema_params,
-                                                loop.tokenizer_for(config), judge.captions[0],
+                                                text_lib.tokenizer_for(config), judge.captions[0],
                                                 config.sample.batch_size),
         "guidance": metrics["guidance"], "t_min": metrics["t_min"]})
   return rows

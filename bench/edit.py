@@ -25,14 +25,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from ntm_jax import config_files
 from ntm_jax import inversion
+from ntm_jax import text as text_lib
 from ntm_jax import text_to_image
 from ntm_jax.data import pipeline
 from ntm_jax.data import shapes
 from ntm_jax.data import sources
 from ntm_jax.evaluate import shapes_eval
 from ntm_jax.train import checkpointing
-from ntm_jax.train import grids
-from ntm_jax.train import loop
+from ntm_jax.evaluate import grids
 
 SWAP = {"red": "blue", "blue": "red", "green": "orange", "orange": "green", "yellow": "purple",
         "purple": "yellow"}
@@ -69,7 +69,7 @@ def main():
   uint8 = pipeline.to_channels(np.stack([r["image"] for r in records]), config.data.channels)
   captions = [r["caption"] for r in records]
   edits = [swap_first_colour(c) for c in captions]
-  tokenizer = loop.tokenizer_for(config)
+  tokenizer = text_lib.tokenizer_for(config)
   condition = lambda c: text_to_image.encode_text(model, rt.text_inputs(tokenizer.encode(c)))
   x = rt.model_inputs(uint8)
   num_steps = config.sample.num_steps

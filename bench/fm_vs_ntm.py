@@ -27,10 +27,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from configs import fm as fm_configs  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import ntm_from_fm
 from configs import t2i
+from ntm_jax import text as text_lib
 from ntm_jax.evaluate import likelihood
 from ntm_jax.train import checkpointing
 from ntm_jax.train import fm_init
-from ntm_jax.train import grids
+from ntm_jax.evaluate import grids
 from ntm_jax.train import loop
 from ntm_jax.train import runtime
 
@@ -45,7 +46,7 @@ def _nll_curve(config, workdir: str, extra_states=()) -> list:
   """Held-out NLL of the EMA parameters at every kept checkpoint (and of extra (step, state))."""
   rt = runtime.build(config)
   manager = checkpointing.make_manager(workdir, config.train, asynchronous=False)
-  tokenizer = loop.tokenizer_for(config)
+  tokenizer = text_lib.tokenizer_for(config)
   points = list(extra_states) + [
       (step, checkpointing.restore(manager, rt.abstract_state, step=step))
       for step in manager.all_steps()]
@@ -61,7 +62,7 @@ def _grid(config, workdir: str, sampler: str, num_steps: int, out_dir: str) -> s
   s = config.sample.copy_and_resolve_references()
   s.update(sampler=sampler, num_steps=num_steps)
   rt, state = checkpointing.restore_latest(config, workdir)
-  images = grids.sample_prompts(rt.sampler(s), state.ema_params, loop.tokenizer_for(config),
+  images = grids.sample_prompts(rt.sampler(s), state.ema_params, text_lib.tokenizer_for(config),
                                 list(s.prompts), per_prompt=s.per_prompt, seed=s.seed,
                                 batch_size=s.batch_size)
   path = os.path.join(out_dir, f"{os.path.basename(workdir)}_{sampler}_{num_steps}.png")
@@ -90,7 +91,7 @@ def main():
   fm_init.attach(rt, from_fm)
   start = fm_init.initial_state(rt, rt.create_state())
   fm_rt, fm_state = checkpointing.restore_latest(fm, dirs["fm"])
-  fm_eval = likelihood.evaluate(fm_rt, fm_state.ema_params, fm, loop.tokenizer_for(fm), 0)
+  fm_eval = likelihood.evaluate(fm_rt, fm_state.ema_params, fm, text_lib.tokenizer_for(fm), 0)
 
   out_dir = os.path.join(args.workdir, "grids")
   os.makedirs(out_dir, exist_ok=True)

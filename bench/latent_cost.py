@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import fm as fm_configs
 from configs import t2i
+from ntm_jax import text as text_lib
 from ntm_jax.train import loop
 from ntm_jax.train import runtime as runtime_lib
 
@@ -57,7 +58,7 @@ def main():
   for name, get_config in (("ntm", t2i.get_config), ("fm", fm_configs.get_config)):
     config = get_config(args.preset)
     config.latent.autoencoder_workdir = args.autoencoder_workdir
-    batch = next(iter(loop.make_train_loader(config, loop.tokenizer_for(config),
+    batch = next(iter(loop.make_train_loader(config, text_lib.tokenizer_for(config),
                                              config.train.batch_size)))
     seconds, rt = step_seconds(config, batch, args.repeats)
     result[f"{name}_step_s"] = round(seconds, 4)

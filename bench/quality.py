@@ -29,12 +29,12 @@ from configs import fm as fm_configs  # pylint: disable=g-import-not-at-top,wron
 from configs import ntm_from_fm
 from configs import t2i
 from ntm_jax import config_files
+from ntm_jax import text as text_lib
 from ntm_jax.evaluate import likelihood
 from ntm_jax.evaluate import reports
 from ntm_jax.train import checkpointing
 from ntm_jax.train import distill
-from ntm_jax.train import generate
-from ntm_jax.train import loop
+from ntm_jax.evaluate import suite
 
 
 def _config(get_config, args):
@@ -48,13 +48,13 @@ def _run(config, workdir: str, samplers, args) -> dict:
                      samples_per_class=args.samples_per_class)
   config.eval.classifier.dir = args.classifier_dir
   rt, state = checkpointing.restore_latest(config, workdir)
-  tokenizer = loop.tokenizer_for(config)
+  tokenizer = text_lib.tokenizer_for(config)
   result = {"step": int(state.step),
             "likelihood": likelihood.evaluate(rt, state.ema_params, config, tokenizer,
                                               int(state.step)),
-            **generate.sample_quality(config, workdir, rt, state.ema_params, samplers)}
+            **suite.sample_quality(config, workdir, rt, state.ema_params, samplers)}
   if rt.codec is not None:
-    result["latent"] = generate.latent_note(rt, config, tokenizer)
+    result["latent"] = suite.latent_note(rt, config, tokenizer)
   return result
 
 

@@ -41,8 +41,7 @@ from ntm_jax import text as text_lib
 from ntm_jax import text_to_image
 from ntm_jax.train import checkpointing
 from ntm_jax.train import distill
-from ntm_jax.train import grids
-from ntm_jax.train import loop
+from ntm_jax.evaluate import grids
 from ntm_jax.train import state as state_lib
 
 
@@ -62,7 +61,7 @@ def bench_preset(preset: str, batch: int, repeats: int) -> dict:
   config = t2i.get_config(preset)
   model = ntm.NTM(state_lib.model_config(config), rngs=nnx.Rngs(0))
   denoiser = distill.make_denoiser(config, nnx.Rngs(1))
-  tokens = loop.tokenizer_for(config).encode(["a red circle"] * batch)
+  tokens = text_lib.tokenizer_for(config).encode(["a red circle"] * batch)
   text, mask = text_to_image.encode_text(
       model, text_lib.text_inputs(config.model.text_encoder)(tokens))
   kwargs = dict(num_steps=config.sample.num_steps, guidance=config.sample.guidance,
@@ -102,7 +101,7 @@ def agreement(preset: str, workdir: str, grid_path: str) -> dict:
   samplers = {name: rt.sampler(ml_collections.ConfigDict({**s.to_dict(), "sampler": name}))
               for name in ("full_nf", "full_nf_denoised")}
   samplers["fast"] = drt.fast_sampler(s, denoiser_state.ema_params)
-  images = {name: grids.sample_prompts(fn, state.ema_params, loop.tokenizer_for(config),
+  images = {name: grids.sample_prompts(fn, state.ema_params, text_lib.tokenizer_for(config),
                                        list(s.prompts), per_prompt=s.per_prompt, seed=s.seed,
                                        batch_size=s.batch_size)
             for name, fn in samplers.items()}

@@ -21,6 +21,7 @@ import jax
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import t2i
+from ntm_jax import text as text_lib
 from ntm_jax.train import loop
 from ntm_jax.train import runtime as runtime_lib
 
@@ -32,7 +33,7 @@ class Trainer:
     config = t2i.get_config(preset)
     config.model.text_encoder.kind = kind
     self.rt = runtime_lib.build(config)
-    self.data = iter(loop.make_train_loader(config, loop.tokenizer_for(config),
+    self.data = iter(loop.make_train_loader(config, text_lib.tokenizer_for(config),
                                             config.train.batch_size))
     self.state = self.rt.create_state()
     self.step = self.rt.train_step(max(config.ntm.num_steps))

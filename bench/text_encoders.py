@@ -30,7 +30,7 @@ from configs import t2i
 from ntm_jax import config_files
 from ntm_jax.evaluate import reports
 from ntm_jax.train import checkpointing
-from ntm_jax.train import generate
+from ntm_jax.evaluate import suite
 
 CONFIGS = {"ntm": t2i.get_config, "flow_matching": fm_configs.get_config,
            "ntm_from_fm": ntm_from_fm.get_config}
@@ -53,18 +53,18 @@ def score_run(args, name: str, workdir: str) -> dict:
   rt, state = checkpointing.restore_latest(config, workdir)
   rows = [(name, int(t)) for name, t in (row.split(":") for row in args.rows.split(","))]
   return {"step": int(state.step), **{
-      suite: [generate.shapes_eval_report(config, workdir, rt, state.ema_params, name, steps,
-                                          paraphrased=paraphrased) for name, steps in rows]
-      for suite, paraphrased in SUITES.items()}}
+      suite_name: [suite.shapes_eval_report(config, workdir, rt, state.ema_params, name, steps,
+                                            paraphrased=paraphrased) for name, steps in rows]
+      for suite_name, paraphrased in SUITES.items()}}
 
 
 def tables(runs: dict) -> list:
   lines = []
-  for suite in SUITES:
+  for suite_name in SUITES:
     entries = [dict(e, sampler=f"{kind} {e['sampler']}") for kind, run in runs.items()
-               for e in run[suite]]
+               for e in run[suite_name]]
     for split in ("seen", "held_out"):
-      lines += [f"{suite}, {split}:", "", *reports.shapes_eval_table(entries, split), ""]
+      lines += [f"{suite_name}, {split}:", "", *reports.shapes_eval_table(entries, split), ""]
   return lines
 
 

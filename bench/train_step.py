@@ -30,13 +30,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import fm as fm_configs
 from configs import t2i
+from ntm_jax import text as text_lib
 from ntm_jax.train import loop
 from ntm_jax.train import runtime
 from ntm_jax.train import state as state_lib
 
 
 def _batch(config):
-  loader = loop.make_train_loader(config, loop.tokenizer_for(config), config.train.batch_size)
+  loader = loop.make_train_loader(config, text_lib.tokenizer_for(config), config.train.batch_size)
   return next(iter(loader))
 
 

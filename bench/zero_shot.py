@@ -16,10 +16,10 @@ import numpy as np
 
 import trained_run  # bench/trained_run.py: first, it puts the repository on sys.path
 # pylint: disable=g-import-not-at-top,wrong-import-position,g-bad-import-order
+from ntm_jax import text as text_lib
 from ntm_jax.data import sources
 from ntm_jax.evaluate import classifier
 from ntm_jax.evaluate import zero_shot
-from ntm_jax.train import loop
 
 
 def main():
@@ -34,7 +34,7 @@ def main():
     parser.error(f"zero-shot classification needs class data {sources.CLASS_SOURCES}")
   source = sources.make_source(config.data, "eval")
   start = time.perf_counter()
-  suite = zero_shot.class_suite(rt, model, source, loop.tokenizer_for(config),
+  suite = zero_shot.class_suite(rt, model, source, text_lib.tokenizer_for(config),
                                 channels=config.data.channels, examples=args.examples,
                                 num_steps=config.ntm.num_steps[0],
                                 trajectories=args.trajectories, batch_size=args.batch_size,

@@ -14,8 +14,8 @@ import json
 
 import trained_run  # bench/trained_run.py: first, it puts the repository on sys.path
 # pylint: disable=g-import-not-at-top,wrong-import-position,g-bad-import-order
+from ntm_jax import text as text_lib
 from ntm_jax.evaluate import zero_shot
-from ntm_jax.train import loop
 
 
 def main():
@@ -26,7 +26,7 @@ def main():
   args = parser.parse_args()
   config, rt, state, model = trained_run.load(args)
   suite = zero_shot.near_miss_suite(
-      rt, model, loop.tokenizer_for(config), image_size=config.data.image_size,
+      rt, model, text_lib.tokenizer_for(config), image_size=config.data.image_size,
       held_out_combinations=config.data.held_out_combinations, per_kind=args.per_kind,
       renders=args.renders, num_steps=config.ntm.num_steps[0], trajectories=args.trajectories,
       seed=0)

@@ -44,8 +44,8 @@ def main(argv):
                jax.devices()[0].platform)
 
   # pylint: disable=g-import-not-at-top
-  from ntm_jax.evaluate import score
-  from ntm_jax.train import distill, generate, loop
+  from ntm_jax.evaluate import sample, score, suite
+  from ntm_jax.train import distill, loop
   config = FLAGS.config
   try:  # config mistakes stop here, before anything compiles, with the message alone
     loop.validate(config, config.train.batch_size)
@@ -58,9 +58,9 @@ def main(argv):
   elif FLAGS.mode == "distill":
     distill.distill(config, FLAGS.workdir)
   elif FLAGS.mode == "sample":
-    generate.sample(config, FLAGS.workdir, FLAGS.prompts)
+    sample.sample(config, FLAGS.workdir, FLAGS.prompts)
   elif FLAGS.mode == "eval":
-    generate.evaluate(config, FLAGS.workdir)
+    suite.evaluate(config, FLAGS.workdir)
   else:
     score.score(config, FLAGS.workdir, FLAGS.images, FLAGS.prompts)
 

@@ -123,6 +123,11 @@ def make_encoder(encoder, width: int, dtype, rngs: nnx.Rngs) -> nnx.Module:
   return TextEncoder(vocab_size=encoder.vocab_size, max_length=encoder.max_length, **kwargs)
 
 
+def tokenizer_for(config):
+  """The host tokenizer of a run's config."""
+  return make_tokenizer(config.model.text_encoder)
+
+
 def make_tokenizer(encoder):
   """The host tokenizer of a `model.text_encoder` config section."""
   validate(encoder)

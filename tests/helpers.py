@@ -51,8 +51,9 @@ def random_text(seed: int, batch: int, length: int = 3, dim: int = 8):
 
 def train_batches(config: ml_collections.ConfigDict, count: int) -> list:
   """The first `count` training batches of a full config (numpy, this process)."""
+  from ntm_jax import text as text_lib
   from ntm_jax.train import loop  # pylint: disable=g-import-not-at-top
-  iterator = iter(loop.make_train_loader(config, loop.tokenizer_for(config),
+  iterator = iter(loop.make_train_loader(config, text_lib.tokenizer_for(config),
                                          config.train.batch_size))
   return [next(iterator) for _ in range(count)]
 

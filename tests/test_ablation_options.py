@@ -24,7 +24,8 @@ from ntm_jax import transporter as transporter_lib
 from ntm_jax.data import pipeline
 from ntm_jax.evaluate import score
 from ntm_jax.train import distill
-from ntm_jax.train import generate
+from ntm_jax.evaluate import sample as sample_lib
+from ntm_jax.evaluate import suite
 from ntm_jax.train import loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,8 +72,8 @@ def test_grey_data_runs_through_training_every_sampler_distillation_and_eval(gre
   for sampler in ("full_nf", "full_nf_denoised"):  # fast: in the eval below
     config = grey_config.copy_and_resolve_references()
     config.sample.update(sampler=sampler, per_prompt=2)
-    assert os.path.isfile(generate.sample(config, workdir))
-  report = generate.evaluate(grey_config, workdir)
+    assert os.path.isfile(sample_lib.sample(config, workdir))
+  report = suite.evaluate(grey_config, workdir)
   assert os.path.isfile(report)
   metrics = files.read_json(report)
   assert np.isfinite(metrics["likelihood"]["eval_T4/nll_nats_per_dim"])

@@ -85,12 +85,12 @@ def test_class_metrics_need_class_labelled_data():
 
 def test_eval_mode_on_class_labelled_data_writes_the_class_metrics(mnist_config, tmp_path):
   import json  # pylint: disable=g-import-not-at-top
-  from ntm_jax.train import generate  # pylint: disable=g-import-not-at-top
+  from ntm_jax.evaluate import suite  # pylint: disable=g-import-not-at-top
   from ntm_jax.train import loop  # pylint: disable=g-import-not-at-top
   config = mnist_config.copy_and_resolve_references()
   config.train.num_steps = 10
   loop.train_and_evaluate(config, str(tmp_path))
-  with open(generate.evaluate(config, str(tmp_path)), encoding="utf-8") as f:
+  with open(suite.evaluate(config, str(tmp_path)), encoding="utf-8") as f:
     report = json.load(f)
   metrics = report["class_metrics"]
   assert "shapes_eval" not in report and metrics["reference_images"] == 50

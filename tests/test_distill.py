@@ -12,7 +12,7 @@ import pytest
 from configs import t2i
 from ntm_jax.train import checkpointing
 from ntm_jax.train import distill
-from ntm_jax.train import generate
+from ntm_jax.evaluate import sample as sample_lib
 from ntm_jax.train import loop
 
 
@@ -59,12 +59,12 @@ def test_fast_sampler_is_the_default_once_a_denoiser_exists(ntm_workdir, tmp_pat
   workdir = _copy_of(ntm_workdir, tmp_path)
   config = micro(**{"sample.per_prompt": 2})
   assert config.sample.sampler == "auto"
-  assert "_full_nf_" in generate.sample(config, workdir, ["a red circle"])
+  assert "_full_nf_" in sample_lib.sample(config, workdir, ["a red circle"])
   with pytest.raises(FileNotFoundError, match="--mode=distill"):
-    generate.sample(micro(**{"sample.sampler": "fast"}), workdir, ["a red circle"])
+    sample_lib.sample(micro(**{"sample.sampler": "fast"}), workdir, ["a red circle"])
 
   distill.distill(micro(**{"distill.train.num_steps": 5}), workdir)
-  path = generate.sample(config, workdir, ["a red circle", "two squares"])
+  path = sample_lib.sample(config, workdir, ["a red circle", "two squares"])
   assert "_fast_" in path
   with open(path[:-len(".png")] + ".json", encoding="utf-8") as f:
     settings = json.load(f)

@@ -20,7 +20,8 @@ from ntm_jax import autoencoder
 from ntm_jax import files
 from ntm_jax import latents
 from ntm_jax.train import distill
-from ntm_jax.train import generate
+from ntm_jax.evaluate import sample as sample_lib
+from ntm_jax.evaluate import suite
 from ntm_jax.train import loop
 
 SETTINGS = dict(factor=4, latent_channels=3, widths=(8, 16, 16), latent_noise=0.1,
@@ -110,7 +111,7 @@ def test_autoencoder_trains_exports_and_evaluates(trained_autoencoder):
   assert record["checkpoint_step"] == 6 and record["image_shape"] == [8, 8, 3]
   assert len(record["mean"]) == len(record["std"]) == 4
   assert os.path.isfile(os.path.join(workdir, "samples", "reconstructions_step_00000006.png"))
-  report = files.read_json(generate.evaluate(config, workdir))
+  report = files.read_json(suite.evaluate(config, workdir))
   assert np.isfinite(report["likelihood"]["eval/psnr_db"])
   # The judge accepts every clean render; reconstructions are scored on the same suite.
   assert report["shapes_eval_ceiling"]["clean_renders"]["seen"]["overall"] == 1.0
@@ -121,7 +122,7 @@ def test_autoencoder_trains_exports_and_evaluates(trained_autoencoder):
   assert z.shape == (2, 4, 4, 4)
   assert codec.decode(z).shape == (2, 8, 8, 3)
   with pytest.raises(ValueError, match="an autoencoder has no sampler"):
-    generate.sample(config, workdir)
+    sample_lib.sample(config, workdir)
 
 
 def _decoded_grid(path: str) -> np.ndarray:
@@ -146,7 +147,7 @@ def test_ntm_on_latents_trains_samples_distills_and_reports_latent_nats(trained_
   distill.distill(config, workdir)  # trajectory-denoised targets on latents
   _decoded_grid(os.path.join(distill.run_dir(workdir), "samples", "step_00000002.png"))
   config.eval.shapes_eval = False  # the fast sampler's decoding is in the distillation grid
-  report = files.read_json(generate.evaluate(config, workdir))
+  report = files.read_json(suite.evaluate(config, workdir))
   assert report["latent"]["latent_shape"] == [4, 4, 4]
   assert "eval_T4/nll_nats_per_dim" in report["likelihood"]
   assert not any("8bit" in k for k in report["likelihood"])  # a pixel-only unit
@@ -165,7 +166,7 @@ def test_flow_matching_on_latents_decodes_and_refuses_another_autoencoder(traine
   for sampler in ("euler", "heun", "posterior"):
     sample_config = config.copy_and_resolve_references()
     sample_config.sample.update(sampler=sampler, per_prompt=1, num_steps=2)
-    _decoded_grid(generate.sample(sample_config, run))
+    _decoded_grid(sample_lib.sample(sample_config, run))
   # The same autoencoder trained further: another checkpoint step and other statistics.
   other = str(tmp_path / "other_autoencoder")
   shutil.copytree(ae_workdir, other)
@@ -174,7 +175,7 @@ def test_flow_matching_on_latents_decodes_and_refuses_another_autoencoder(traine
   loop.train_and_evaluate(config_ae, other)
   config.latent.autoencoder_workdir = other
   with pytest.raises(ValueError, match="autoencoder mismatch.*checkpoint_step"):
-    generate.sample(config, run)
+    sample_lib.sample(config, run)
   config.train.num_steps = 2
   with pytest.raises(ValueError, match="autoencoder mismatch"):
     loop.train_and_evaluate(config, run)
@@ -183,13 +184,13 @@ def test_flow_matching_on_latents_decodes_and_refuses_another_autoencoder(traine
   shutil.copytree(ae_workdir, moved)
   config.latent.autoencoder_workdir = moved
   config.train.num_steps = 1
-  assert os.path.isfile(generate.sample(config, run))
+  assert os.path.isfile(sample_lib.sample(config, run))
   # A run with checkpoints but no record was not trained on latents.
   pixels = str(tmp_path / "pixels")
   shutil.copytree(run, pixels)
   os.remove(os.path.join(pixels, latents.RECORD))
   with pytest.raises(ValueError, match="not trained on autoencoder latents"):
-    generate.sample(config, pixels)
+    sample_lib.sample(config, pixels)
 
 
 def test_latent_presets_need_a_finished_autoencoder_of_the_same_image_shape(trained_autoencoder,

@@ -18,7 +18,8 @@ from helpers import train_batches, training_losses
 from ntm_jax import files
 from ntm_jax.evaluate import score
 from ntm_jax.train import checkpointing
-from ntm_jax.train import generate
+from ntm_jax.evaluate import sample as sample_lib
+from ntm_jax.evaluate import suite
 from ntm_jax.train import loop
 from ntm_jax.train import runtime
 from ntm_jax.train import sharding
@@ -60,7 +61,7 @@ def test_sample_mode_writes_a_grid_of_the_requested_size(trained):
   workdir, config, _ = trained
   config = micro(**{"sample.per_prompt": 4, "sample.guidance": 1.5, "sample.seed": 3})
   prompts = ["a red circle", "two squares", "a blue triangle left of a green square"]
-  path = generate.sample(config, workdir, prompts)
+  path = sample_lib.sample(config, workdir, prompts)
   cell, scale = 9, 16
   assert Image.open(path).size == ((4 * cell + 1) * scale, (3 * cell + 1) * scale)
   with open(path[:-len(".png")] + ".json", encoding="utf-8") as f:
@@ -72,16 +73,16 @@ def test_sample_mode_writes_a_grid_of_the_requested_size(trained):
 def test_sample_mode_with_trajectory_denoising(trained):
   workdir, _, _ = trained
   config = micro(**{"sample.per_prompt": 2, "sample.sampler": "full_nf_denoised"})
-  path = generate.sample(config, workdir, ["a red circle"])
+  path = sample_lib.sample(config, workdir, ["a red circle"])
   assert "full_nf_denoised" in path
   assert Image.open(path).size == ((2 * 9 + 1) * 16, (1 * 9 + 1) * 16)
   with pytest.raises(ValueError, match="sample.sampler must be one of"):
-    generate.sample(micro(**{"sample.sampler": "magic"}), workdir, ["a red circle"])
+    sample_lib.sample(micro(**{"sample.sampler": "magic"}), workdir, ["a red circle"])
 
 
 def test_eval_mode_writes_the_likelihood_and_shapes_eval_reports(trained):
   workdir, config, _ = trained
-  path = generate.evaluate(config, workdir)
+  path = suite.evaluate(config, workdir)
   with open(path, encoding="utf-8") as f:
     report = json.load(f)
   assert report["step"] == 20
@@ -225,12 +226,13 @@ import jax, numpy as np
 from absl import flags
 flags.FLAGS.mark_as_parsed()
 from configs import t2i
+from ntm_jax import text
 from ntm_jax.data import pipeline, sources
-from ntm_jax.train import loop, runtime
+from ntm_jax.train import runtime
 config = t2i.get_config("micro")
 config.mesh.min_shard_size = 1  # shard even tiny parameters
 batch = next(iter(pipeline.make_loader(sources.make_source(config.data, "train"),
-                                       loop.tokenizer_for(config), global_batch_size=8, seed=0)))
+                                       text.tokenizer_for(config), global_batch_size=8, seed=0)))
 out = {}
 for name, devices, data, fsdp in [("one", jax.devices()[:1], 1, 1), ("eight", jax.devices(), 4, 2)]:
   config.mesh.update(data=data, fsdp=fsdp)
@@ -268,7 +270,7 @@ def test_unwritable_workdir_fails_before_training(tmp_path):
 
 def test_sample_mode_without_checkpoint_says_so(tmp_path):
   with pytest.raises(FileNotFoundError, match="no checkpoint"):
-    generate.sample(micro(), str(tmp_path))
+    sample_lib.sample(micro(), str(tmp_path))
 
 
 def test_paper_scale_default_fails_fast_with_the_estimate_and_what_would_fit():

@@ -22,11 +22,11 @@ from PIL import Image
 
 from ntm_jax import files
 from ntm_jax import latents
+from ntm_jax import text as text_lib
 from ntm_jax.data import pipeline
 from ntm_jax.data import sources
 from ntm_jax.evaluate import zero_shot
 from ntm_jax.train import checkpointing
-from ntm_jax.train import loop
 
 POSITIVE = ("trajectories", "examples", "per_kind", "renders", "batch_size")
 
@@ -136,7 +136,7 @@ def score(config: ml_collections.ConfigDict, workdir: str, images=None, prompts=
   validate(config, images, prompts)
   rt, state = checkpointing.restore_latest(config, workdir)
   model = nnx.merge(rt.graphdef, state.ema_params)
-  tokenizer = loop.tokenizer_for(config)
+  tokenizer = text_lib.tokenizer_for(config)
   step = int(state.step)
   report = {"step": step, "T": config.ntm.num_steps[0],
             "trajectories": config.score.trajectories}

@@ -20,6 +20,7 @@ from flax import nnx
 from ntm_jax import denoise
 from ntm_jax import files
 from ntm_jax import sampling
+from ntm_jax import text as text_lib
 from ntm_jax import text_to_image
 from ntm_jax.evaluate import likelihood
 from ntm_jax.train import checkpointing
@@ -200,7 +201,7 @@ def distill(config: ml_collections.ConfigDict, workdir: str):
   logging.info("Distilling the NTM of step %d", int(ntm_state.step))
   del ntm_state  # only the EMA parameters are used
   drt = build(config, ntm_runtime)
-  tokenizer = loop.tokenizer_for(config)
+  tokenizer = text_lib.tokenizer_for(config)
   data_iter = iter(loop.make_train_loader(config, tokenizer, d.train.batch_size))
   manager = checkpointing.make_manager(out, d.train)
   state = checkpointing.restore(manager, drt.abstract_state, data_iter)

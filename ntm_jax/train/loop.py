@@ -24,20 +24,17 @@ from ntm_jax import sampling
 from ntm_jax import text as text_lib
 from ntm_jax.data import pipeline
 from ntm_jax.data import sources
+from ntm_jax.evaluate import grids
 from ntm_jax.evaluate import likelihood
+from ntm_jax.evaluate import reconstruction
 from ntm_jax.train import autoencoding
 from ntm_jax.train import checkpointing
 from ntm_jax.train import fm_init
-from ntm_jax.train import grids
 from ntm_jax.train import runtime as runtime_lib
 
 
 class NonFiniteError(RuntimeError):
   pass
-
-
-def tokenizer_for(config: ml_collections.ConfigDict):
-  return text_lib.make_tokenizer(config.model.text_encoder)
 
 
 def check_workdir(workdir: str) -> None:
@@ -163,7 +160,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   check_workdir(workdir)
   validate(config, config.train.batch_size)
   rt = runtime_lib.build(config)
-  tokenizer = tokenizer_for(config)
+  tokenizer = text_lib.tokenizer_for(config)
   data_iter = iter(make_train_loader(config, tokenizer, config.train.batch_size))
   manager = checkpointing.make_manager(workdir, config.train)
   from_fm = config.init.source == "flow_matching"
@@ -188,7 +185,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   t = config.train
   evaluate = (t.eval_every, evaluate_fn(rt, config, tokenizer, writer))
   if config.method == "autoencoder":
-    grid = autoencoding.grid_fn(rt, config, tokenizer, workdir, writer)
+    grid = reconstruction.grid_fn(rt, config, tokenizer, workdir, writer)
     actions = (evaluate, (t.sample_every, lambda state, done: grid(state.ema_params, done)))
   else:
     actions = ((t.sample_every, sample_fn(rt, config, tokenizer, workdir, writer)), evaluate)

@@ -1,4 +1,6 @@
-"""--mode=sample and --mode=eval: load the latest checkpoints and use their EMA parameters."""
+"""--mode=eval: the held-out likelihood (or velocity error) of the latest checkpoint's EMA
+parameters, and the sample quality of every sampler in config.eval.samplers: ShapesEval on the
+shapes data, class accuracy and Frechet distance on class-labelled data."""
 
 import os
 
@@ -6,91 +8,30 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from ntm_jax import files
 from ntm_jax import latents
-from ntm_jax import sampling
+from ntm_jax import text as text_lib
 from ntm_jax.data import sources
 from ntm_jax.evaluate import classifier
+from ntm_jax.evaluate import grids
 from ntm_jax.evaluate import likelihood
+from ntm_jax.evaluate import reconstruction
 from ntm_jax.evaluate import reports
+from ntm_jax.evaluate import sample as sample_lib
 from ntm_jax.evaluate import shapes_eval
-from ntm_jax.train import autoencoding
 from ntm_jax.train import checkpointing
-from ntm_jax.train import distill
-from ntm_jax.train import grids
-from ntm_jax.train import loop
-
-
-def resolve_sampler(config: ml_collections.ConfigDict, workdir: str, name=None) -> str:
-  """A sampler name (default config.sample.sampler) with 'auto' resolved: for the NTM the fast
-  sampler once a distilled denoiser exists, else full NF; for flow matching Euler."""
-  return sampling.resolve(config.method, name or config.sample.sampler,
-                          config.method == "ntm" and distill.has_denoiser(workdir))
-
-
-def make_sampler(config, workdir: str, rt, sample_config):
-  """(params, tokens, rng) -> images for a sample section whose sampler is resolved, and the
-  settings it adds to reports (the denoiser's step for the fast sampler)."""
-  if sample_config.sampler == "fast":
-    drt, denoiser_state = distill.restore_denoiser(config, workdir, rt)
-    return (drt.fast_sampler(sample_config, denoiser_state.ema_params),
-            {"denoiser_step": int(denoiser_state.step)})
-  return rt.sampler(sample_config), {}
-
-
-def _sample_config(config, workdir: str, sampler=None,
-                   num_steps=None) -> ml_collections.ConfigDict:
-  """config.sample with the sampler resolved (and T = num_steps if given), checked."""
-  s = config.sample.copy_and_resolve_references()
-  s.sampler = resolve_sampler(config, workdir, sampler)
-  if num_steps:
-    s.num_steps = num_steps
-  sampling.validate_settings(config, s)
-  return s
-
-
-def sample(config: ml_collections.ConfigDict, workdir: str, prompts=None) -> str:
-  """Samples every prompt sample.per_prompt times; writes a PNG grid and a JSON of settings."""
-  if config.method == "autoencoder":
-    raise ValueError("an autoencoder has no sampler: --mode=eval writes its reconstruction grid "
-                     "and report")
-  s = _sample_config(config, workdir)
-  prompts = grids.read_prompts(prompts or s.prompts, s.prompts_file)
-  rt, state = checkpointing.restore_latest(config, workdir)
-  step = int(state.step)
-  sampler, extra = make_sampler(config, workdir, rt, s)
-  images = grids.sample_prompts(sampler, state.ema_params, loop.tokenizer_for(config), prompts,
-                                per_prompt=s.per_prompt, seed=s.seed, batch_size=s.batch_size)
-  stem = os.path.join(workdir, "samples", f"sample_step{step}_{s.sampler}_T{s.num_steps}_"
-                      f"w{s.guidance:g}_seed{s.seed}")
-  grids.save_png(stem + ".png", grids.make_grid(images, s.per_prompt),
-                 scale=max(1, 128 // images.shape[1]))
-  settings = {"checkpoint_step": step, **extra, "prompts": prompts, "per_prompt": s.per_prompt,
-              **sampling.report_settings(s),
-              "grid": "one row per prompt, one column per sample"}
-  files.write_json(stem + ".json", settings)
-  logging.info("Wrote %s.png and .json", stem)
-  return stem + ".png"
-
-
-def evaluated_sampler(config, workdir: str, rt, sampler_name: str, num_steps=None):
-  """(sampler, the settings a report records) for one sampler, T = num_steps if given."""
-  s = _sample_config(config, workdir, sampler_name, num_steps)
-  sampler, extra = make_sampler(config, workdir, rt, s)
-  return sampler, {**sampling.report_settings(s), **extra}
 
 
 def shapes_eval_report(config, workdir: str, rt, params, sampler_name: str, num_steps=None,
                        paraphrased: bool = False) -> dict:
   """ShapesEval of one sampler (settings from config.sample, T = num_steps if given); with
   paraphrased, on the suite's paraphrases (words never seen in training, same specs)."""
-  sampler, settings = evaluated_sampler(config, workdir, rt, sampler_name, num_steps)
+  sampler, settings = sample_lib.evaluated_sampler(config, workdir, rt, sampler_name, num_steps)
   e = config.eval
   suite = shapes_eval.prompt_suite(tuple(map(tuple, config.data.held_out_combinations)),
                                    per_kind=e.per_kind)
   if paraphrased:
     suite = shapes_eval.paraphrase_suite(suite)
-  images = grids.sample_prompts(sampler, params, loop.tokenizer_for(config),
+  images = grids.sample_prompts(sampler, params, text_lib.tokenizer_for(config),
                                 [p.caption for p in suite], per_prompt=e.samples_per_prompt,
                                 seed=settings["seed"], batch_size=settings["batch_size"])
   version = shapes_eval.PARAPHRASE_VERSION if paraphrased else shapes_eval.SUITE_VERSION
@@ -103,9 +44,9 @@ def class_metrics_report(config, workdir: str, rt, params, sampler_name: str,
                          keep_images: bool = False) -> dict:
   """Class accuracy and Frechet distance of one sampler's samples, eval.samples_per_class per
   class caption (with keep_images, the uint8 samples too, class-major, under "images")."""
-  sampler, settings = evaluated_sampler(config, workdir, rt, sampler_name, num_steps)
+  sampler, settings = sample_lib.evaluated_sampler(config, workdir, rt, sampler_name, num_steps)
   per_class = config.eval.samples_per_class
-  images = grids.sample_prompts(sampler, params, loop.tokenizer_for(config), judge.captions,
+  images = grids.sample_prompts(sampler, params, text_lib.tokenizer_for(config), judge.captions,
                                 per_prompt=per_class, seed=settings["seed"],
                                 batch_size=settings["batch_size"])
   prompted = np.repeat(np.arange(len(judge.captions)), per_class)
@@ -141,9 +82,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> str:
   step = int(state.step)
   report = {"step": step, "method": config.method}
   if config.method == "autoencoder":
-    report.update(autoencoding.evaluation_report(rt, state.ema_params, config, workdir, step))
+    report.update(reconstruction.evaluation_report(rt, state.ema_params, config, workdir, step))
   else:
-    tokenizer = loop.tokenizer_for(config)
+    tokenizer = text_lib.tokenizer_for(config)
     report.update(likelihood=likelihood.evaluate(rt, state.ema_params, config, tokenizer, step),
                   **sample_quality(config, workdir, rt, state.ema_params,
                                    [(name, None) for name in config.eval.samplers]))
