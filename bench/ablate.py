@@ -43,12 +43,12 @@ from ntm_jax import config_files
 from ntm_jax import files
 from ntm_jax import text as text_lib
 from ntm_jax.evaluate import classifier
+from ntm_jax.evaluate import grids
 from ntm_jax.evaluate import likelihood
 from ntm_jax.evaluate import reports
-from ntm_jax.train import checkpointing
 from ntm_jax.evaluate import sample as sample_lib
 from ntm_jax.evaluate import suite
-from ntm_jax.evaluate import grids
+from ntm_jax.train import checkpointing
 
 CONFIGS = {"t2i": t2i, "fm": fm_configs, "ntm_from_fm": ntm_from_fm}
 GREY, RGB = ("data.channels=1",), ("data.channels=3",)

@@ -30,9 +30,9 @@ from ntm_jax import text_to_image
 from ntm_jax.data import pipeline
 from ntm_jax.data import shapes
 from ntm_jax.data import sources
+from ntm_jax.evaluate import grids
 from ntm_jax.evaluate import shapes_eval
 from ntm_jax.train import checkpointing
-from ntm_jax.evaluate import grids
 
 SWAP = {"red": "blue", "blue": "red", "green": "orange", "orange": "green", "yellow": "purple",
         "purple": "yellow"}

@@ -28,10 +28,10 @@ from configs import fm as fm_configs  # pylint: disable=g-import-not-at-top,wron
 from configs import ntm_from_fm
 from configs import t2i
 from ntm_jax import text as text_lib
+from ntm_jax.evaluate import grids
 from ntm_jax.evaluate import likelihood
 from ntm_jax.train import checkpointing
 from ntm_jax.train import fm_init
-from ntm_jax.evaluate import grids
 from ntm_jax.train import loop
 from ntm_jax.train import runtime
 

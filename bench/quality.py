@@ -32,9 +32,9 @@ from ntm_jax import config_files
 from ntm_jax import text as text_lib
 from ntm_jax.evaluate import likelihood
 from ntm_jax.evaluate import reports
+from ntm_jax.evaluate import suite
 from ntm_jax.train import checkpointing
 from ntm_jax.train import distill
-from ntm_jax.evaluate import suite
 
 
 def _config(get_config, args):

@@ -39,9 +39,9 @@ from ntm_jax import flow_matching
 from ntm_jax import ntm
 from ntm_jax import text as text_lib
 from ntm_jax import text_to_image
+from ntm_jax.evaluate import grids
 from ntm_jax.train import checkpointing
 from ntm_jax.train import distill
-from ntm_jax.evaluate import grids
 from ntm_jax.train import state as state_lib
 
 

@@ -29,8 +29,8 @@ from configs import ntm_from_fm
 from configs import t2i
 from ntm_jax import config_files
 from ntm_jax.evaluate import reports
-from ntm_jax.train import checkpointing
 from ntm_jax.evaluate import suite
+from ntm_jax.train import checkpointing
 
 CONFIGS = {"ntm": t2i.get_config, "flow_matching": fm_configs.get_config,
            "ntm_from_fm": ntm_from_fm.get_config}

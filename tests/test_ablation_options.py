@@ -22,10 +22,10 @@ from ntm_jax import ntm
 from ntm_jax import sampling
 from ntm_jax import transporter as transporter_lib
 from ntm_jax.data import pipeline
-from ntm_jax.evaluate import score
-from ntm_jax.train import distill
 from ntm_jax.evaluate import sample as sample_lib
+from ntm_jax.evaluate import score
 from ntm_jax.evaluate import suite
+from ntm_jax.train import distill
 from ntm_jax.train import loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

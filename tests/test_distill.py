@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from configs import t2i
+from ntm_jax.evaluate import sample as sample_lib
 from ntm_jax.train import checkpointing
 from ntm_jax.train import distill
-from ntm_jax.evaluate import sample as sample_lib
 from ntm_jax.train import loop
 
 

@@ -19,9 +19,9 @@ from helpers import build
 from ntm_jax import autoencoder
 from ntm_jax import files
 from ntm_jax import latents
-from ntm_jax.train import distill
 from ntm_jax.evaluate import sample as sample_lib
 from ntm_jax.evaluate import suite
+from ntm_jax.train import distill
 from ntm_jax.train import loop
 
 SETTINGS = dict(factor=4, latent_channels=3, widths=(8, 16, 16), latent_noise=0.1,

@@ -16,10 +16,10 @@ from PIL import Image
 from configs import t2i
 from helpers import train_batches, training_losses
 from ntm_jax import files
-from ntm_jax.evaluate import score
-from ntm_jax.train import checkpointing
 from ntm_jax.evaluate import sample as sample_lib
+from ntm_jax.evaluate import score
 from ntm_jax.evaluate import suite
+from ntm_jax.train import checkpointing
 from ntm_jax.train import loop
 from ntm_jax.train import runtime
 from ntm_jax.train import sharding
