@@ -36,8 +36,6 @@ import jax
 import numpy as np
 from absl import flags
 from absl import logging
-from PIL import Image
-from PIL import ImageDraw
 
 from ntm_jax import config_files
 from ntm_jax import files
@@ -236,25 +234,14 @@ def table(rows: list) -> list:
 
 def figure(path: str, samples: dict, keys: list, per_class: int, columns: int = 8) -> None:
   """Blocks of `columns` samples per class (rows = classes), one block per key, titled."""
-  blocks = []
+  panels = {}
   for key in keys:
     images = samples[key]
     classes = len(images) // per_class
     chosen = np.concatenate([images[c * per_class:c * per_class + columns]
                              for c in range(classes)])
-    block = Image.fromarray(grids.make_grid(chosen, columns))
-    block = block.resize((block.width * 4, block.height * 4), Image.NEAREST)
-    titled = Image.new("RGB", (block.width, block.height + 16), (255, 255, 255))
-    titled.paste(block, (0, 16))
-    ImageDraw.Draw(titled).text((2, 2), key, fill=(0, 0, 0))
-    blocks.append(titled)
-  canvas = Image.new("RGB", (sum(b.width for b in blocks) + 8 * (len(blocks) - 1),
-                             max(b.height for b in blocks)), (255, 255, 255))
-  x = 0
-  for block in blocks:
-    canvas.paste(block, (x, 0))
-    x += block.width + 8
-  files.write_png(path, canvas)
+    panels[key] = grids.make_grid(chosen, columns)
+  grids.save_png(path, grids.side_by_side(panels))
 
 
 def main():

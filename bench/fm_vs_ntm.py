@@ -9,7 +9,8 @@ object with:
                posterior sampler
   fm_loss      the FM run's held-out velocity error
 and writes one grid (rows: the config's prompts) per sampler: FM Euler 4 and 50 steps, FM
-Heun 50, and both NTMs' full-NF 4-step samples, into --workdir/grids/.
+Heun 50, and both NTMs' full-NF 4-step samples, into --workdir/grids/, and the five side by
+side, titled, as --workdir/grids/side_by_side.png.
 
   python bench/fm_vs_ntm.py --preset=tiny --steps=1500 --workdir=/tmp/fm_vs_ntm
 """
@@ -58,7 +59,8 @@ def _nll_curve(config, workdir: str, extra_states=()) -> list:
   return curve
 
 
-def _grid(config, workdir: str, sampler: str, num_steps: int, out_dir: str) -> str:
+def _grid(config, workdir: str, sampler: str, num_steps: int, out_dir: str) -> tuple:
+  """(path, grid) of one sampler's samples of the config's prompts."""
   s = config.sample.copy_and_resolve_references()
   s.update(sampler=sampler, num_steps=num_steps)
   rt, state = checkpointing.restore_latest(config, workdir)
@@ -66,8 +68,9 @@ def _grid(config, workdir: str, sampler: str, num_steps: int, out_dir: str) -> s
                                 list(s.prompts), per_prompt=s.per_prompt, seed=s.seed,
                                 batch_size=s.batch_size)
   path = os.path.join(out_dir, f"{os.path.basename(workdir)}_{sampler}_{num_steps}.png")
-  grids.save_png(path, grids.make_grid(images, s.per_prompt), scale=4)
-  return path
+  grid = grids.make_grid(images, s.per_prompt)
+  grids.save_png(path, grid, scale=4)
+  return path, grid
 
 
 def main():
@@ -95,18 +98,21 @@ def main():
 
   out_dir = os.path.join(args.workdir, "grids")
   os.makedirs(out_dir, exist_ok=True)
-  grid_paths = [_grid(fm, dirs["fm"], "euler", 4, out_dir),
-                _grid(fm, dirs["fm"], "euler", 50, out_dir),
-                _grid(fm, dirs["fm"], "heun", 50, out_dir),
-                _grid(scratch, dirs["ntm_scratch"], "full_nf", 4, out_dir),
-                _grid(from_fm, dirs["ntm_from_fm"], "full_nf", 4, out_dir)]
+  made = {"FM Euler 4": _grid(fm, dirs["fm"], "euler", 4, out_dir),
+          "FM Euler 50": _grid(fm, dirs["fm"], "euler", 50, out_dir),
+          "FM Heun 50": _grid(fm, dirs["fm"], "heun", 50, out_dir),
+          "NTM scratch, full NF 4": _grid(scratch, dirs["ntm_scratch"], "full_nf", 4, out_dir),
+          "NTM from FM, full NF 4": _grid(from_fm, dirs["ntm_from_fm"], "full_nf", 4, out_dir)}
+  grid_paths = [path for path, _ in made.values()]
+  figure = os.path.join(out_dir, "side_by_side.png")
+  grids.save_png(figure, grids.side_by_side({k: grid for k, (_, grid) in made.items()}))
   print(json.dumps({
       "bench": "fm_vs_ntm", "backend": jax.default_backend(), "preset": args.preset,
       "steps": args.steps, "nll_eval": "held-out, EMA, end-to-end T = 4, nats/dim",
       "nll_curves": {"ntm_scratch": _nll_curve(scratch, dirs["ntm_scratch"]),
                      "ntm_from_fm": _nll_curve(from_fm, dirs["ntm_from_fm"], [(0, start)])},
       "fm_loss": {k: round(v, 4) for k, v in fm_eval.items()},
-      "grids": grid_paths}, indent=1))
+      "grids": grid_paths, "side_by_side": figure}, indent=1))
 
 
 if __name__ == "__main__":

@@ -105,10 +105,9 @@ def agreement(preset: str, workdir: str, grid_path: str) -> dict:
                                        list(s.prompts), per_prompt=s.per_prompt, seed=s.seed,
                                        batch_size=s.batch_size)
             for name, fn in samplers.items()}
-  panels = [grids.make_grid(images[name], s.per_prompt) for name in samplers]
-  gap = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
-  grids.save_png(grid_path, np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1),
-                 scale=max(1, 128 // images["fast"].shape[1]))
+  grids.save_png(grid_path, grids.side_by_side(
+      {name: grids.make_grid(images[name], s.per_prompt) for name in samplers},
+      scale=max(1, 128 // images["fast"].shape[1])))
   pairs = [("fast", "full_nf_denoised"), ("full_nf", "full_nf_denoised"), ("fast", "full_nf")]
   return {"preset": preset, "checkpoint_step": int(state.step),
           "denoiser_step": int(denoiser_state.step), "images": len(images["fast"]),

@@ -3,6 +3,7 @@
 import jax
 import numpy as np
 from PIL import Image
+from PIL import ImageDraw
 
 from ntm_jax import files
 from ntm_jax.data import pipeline
@@ -26,6 +27,26 @@ def save_png(path: str, grid: np.ndarray, scale: int = 1) -> None:
   if scale > 1:
     image = image.resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
   files.write_png(path, image)
+
+
+def side_by_side(panels: dict, scale: int = 4, gap: int = 8) -> np.ndarray:
+  """{title: uint8 grid} -> one uint8 image: the grids scaled up, each under its title, left
+  to right on white (the comparison figures of the benches)."""
+  blocks = []
+  for title, grid in panels.items():
+    block = Image.fromarray(grid)
+    block = block.resize((block.width * scale, block.height * scale), Image.NEAREST)
+    titled = Image.new("RGB", (block.width, block.height + 16), (255, 255, 255))
+    titled.paste(block, (0, 16))
+    ImageDraw.Draw(titled).text((2, 2), title, fill=(0, 0, 0))
+    blocks.append(titled)
+  canvas = Image.new("RGB", (sum(b.width for b in blocks) + gap * (len(blocks) - 1),
+                             max(b.height for b in blocks)), (255, 255, 255))
+  x = 0
+  for block in blocks:
+    canvas.paste(block, (x, 0))
+    x += block.width + gap
+  return np.asarray(canvas)
 
 
 def sample_prompts(sampler, params, tokenizer, prompts, *, per_prompt: int, seed: int,
