@@ -4,7 +4,9 @@ Per preset, with freshly initialized states (step time does not depend on parame
   * seconds per step of the NTM in both training modes and of the FM baseline (median after a
     compiling call), and per trajectory pair: end-to-end trains all T pairs of every example per
     step, pair-wise one, an FM step one (x_t, t) pair; "ntm_over_fm_step_time" is the NTM's time
-    per pair over FM's (goal <= 1.35);
+    per pair over FM's (goal <= 1.35), and "ntm_over_fm_flops" the same ratio of matmul FLOPs
+    (counted on the jaxpr, bench/flops.py): what the architecture costs, against what the
+    implementation adds;
   * compile time of the NTM step (end-to-end) against predictor depth: the layers are scanned,
     so it should stay flat;
   * XLA's memory analysis of each compiled step (arguments, outputs, temporaries: the peak the
@@ -25,9 +27,11 @@ import jax
 import numpy as np
 from absl import flags
 from absl import logging
+from flax import nnx
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 # pylint: disable=g-import-not-at-top,wrong-import-position
+import flops
 from configs import fm as fm_configs
 from configs import t2i
 from ntm_jax import text as text_lib
@@ -54,6 +58,18 @@ def _compiled(rt, state, batch, num_steps: int):
                    "temp_mib": mib(memory.temp_size_in_bytes)}
 
 
+def step_flops(config, state, batch, num_steps: int) -> float:
+  """Model matmul FLOPs of one train step from scratch, traced with remat off, so that a
+  rematerialized forward pass is not counted twice (bench/flops.py)."""
+  plain = config.copy_and_resolve_references()
+  plain.model.remat = False
+  graphdef, _ = nnx.split(state_lib.abstract_model(plain))
+  step = functools.partial(state_lib.train_step, graphdef=graphdef,
+                           tx=state_lib.make_optimizer(plain.optim, plain.train.num_steps),
+                           config=plain, num_steps=num_steps)
+  return flops.matmul_flops(step, state, batch)["flops"]
+
+
 def measure(config, repeats: int) -> dict:
   """Seconds per step (median of `repeats` after a compiling call), compile seconds, memory."""
   rt = runtime.build(config)
@@ -61,6 +77,7 @@ def measure(config, repeats: int) -> dict:
   batch = rt.global_batch(_batch(config))
   state = rt.create_state()
   compile_s, memory = _compiled(rt, state, batch, num_steps)
+  gflop = step_flops(config, state, batch, num_steps) / 1e9
   step = rt.train_step(num_steps)
   state, metrics, _ = step(state, batch)
   jax.block_until_ready(metrics)
@@ -71,7 +88,7 @@ def measure(config, repeats: int) -> dict:
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - start)
   return {"step_s": round(float(np.median(times)), 4), "compile_s": round(compile_s, 2),
-          "memory": memory}
+          "memory": memory, "step_gflop": float(f"{gflop:.4g}")}
 
 
 def _config(get_config, preset: str, batch_size: int):
@@ -85,9 +102,9 @@ def bench_preset(preset: str, repeats: int, batch_size: int = 0) -> dict:
   ntm_config = _config(t2i.get_config, preset, batch_size)
   batch, num_steps = ntm_config.train.batch_size, ntm_config.ntm.num_steps[0]
   fm = measure(_config(fm_configs.get_config, preset, batch_size), repeats)
-  fm_per_pair = fm["step_s"] / batch
+  fm_per_pair, fm_flop_per_pair = fm["step_s"] / batch, fm["step_gflop"] / batch
   rows = {"flow_matching": {**fm, "pairs_per_step": batch, "s_per_pair": fm_per_pair}}
-  ratios = {}
+  ratios, flop_ratios = {}, {}
   for mode, pairs in (("end_to_end", num_steps), ("pair_wise", 1)):
     config = _config(t2i.get_config, preset, batch_size)
     config.ntm.mode = mode
@@ -95,8 +112,9 @@ def bench_preset(preset: str, repeats: int, batch_size: int = 0) -> dict:
     row.update(pairs_per_step=batch * pairs, s_per_pair=row["step_s"] / (batch * pairs))
     rows[f"ntm_{mode}"] = row
     ratios[mode] = round(row["s_per_pair"] / fm_per_pair, 3)
+    flop_ratios[mode] = round(row["step_gflop"] / (batch * pairs) / fm_flop_per_pair, 3)
   return {"preset": preset, "batch": batch, "T": num_steps, "steps": rows,
-          "ntm_over_fm_step_time": ratios}
+          "ntm_over_fm_step_time": ratios, "ntm_over_fm_flops": flop_ratios}
 
 
 def compile_against_depth(preset: str, depths) -> list:
