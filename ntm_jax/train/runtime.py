@@ -86,6 +86,13 @@ class Runtime:
     jitted = self._train_steps[num_steps]
     return lambda state, batch: jitted(state, batch, self.fm_params)
 
+  def lowered_train_step(self, num_steps: int, state, batch):
+    """The train step of T = num_steps lowered ahead of time for these (possibly abstract)
+    arguments: .compile() gives the executable, its cost_analysis() and memory_analysis(),
+    without allocating a state; compiled(state, batch, rt.fm_params) runs it."""
+    self.train_step(num_steps)
+    return self._train_steps[num_steps].lower(state, batch, self.fm_params)
+
   def eval_step(self, num_steps: int) -> Callable:
     if num_steps not in self._eval_steps:
       self._eval_steps[num_steps] = jax.jit(functools.partial(

@@ -1,0 +1,59 @@
+"""Bench helpers: the matmul FLOP counter, and the prepared accelerator run
+(bench/accelerator.sh) smoke-tested on the CPU."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import flops  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _layers(x, w, depth: int):
+  body = lambda h, _: (jnp.tanh(h @ w), None)
+  return jax.lax.scan(body, x, None, length=depth)[0].sum()
+
+
+def test_flop_count_multiplies_a_scanned_layer_by_its_length():
+  x, w = jnp.ones((8, 16)), jnp.ones((16, 16))
+  one_layer = 2 * 8 * 16 * 16
+  assert flops.matmul_flops(lambda a, b: _layers(a, b, 10), x, w) == {
+      "flops": 10 * one_layer, "unbounded_loops": 0}
+  # The backward pass doubles it; remat recomputes the forward pass once more.
+  grad = jax.grad(lambda a, b: _layers(a, b, 10), argnums=1)
+  assert flops.matmul_flops(grad, x, w)["flops"] == 30 * one_layer
+  remat = jax.jit(jax.grad(jax.checkpoint(lambda a, b: _layers(a, b, 10)), argnums=1))
+  assert flops.matmul_flops(remat, x, w)["flops"] == 40 * one_layer
+
+
+def test_flop_count_of_a_convolution_and_a_while_loop():
+  conv = lambda x, k: jax.lax.conv_general_dilated(
+      x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  assert flops.matmul_flops(conv, jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 5)))["flops"] == (
+      2 * (2 * 8 * 8 * 5) * 3 * 9)
+  loop = lambda x, n: jax.lax.while_loop(lambda c: c[1] < n, lambda c: (c[0] @ c[0], c[1] + 1),
+                                         (x, 0))[0]
+  assert flops.matmul_flops(loop, jnp.ones((4, 4)), 3) == {"flops": 2 * 4**3,
+                                                           "unbounded_loops": 1}
+
+
+def test_accelerator_script_runs_every_section_and_prints_one_json(tmp_path):
+  done = subprocess.run(["bash", os.path.join(ROOT, "bench", "accelerator.sh"), "--smoke",
+                         f"--workdir={tmp_path}"], capture_output=True, text=True, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  out = json.loads(done.stdout)
+  assert set(out["seconds"]) == {"mfu", "samplers", "train_ntm", "train_fm"}
+  assert not [name for name in out["seconds"] if "error" in out[name]], out
+  mfu = out["mfu"]["result"]
+  assert mfu["step_tflop"] > 0 and mfu["achieved_tflops"] > 0 and mfu["step_s"] > 0
+  assert mfu["mfu"] is None  # a CPU has no entry in the peak table
+  assert set(out["samplers"]["samplers"]) == {"full_nf", "full_nf_denoised", "fast", "fm_euler"}
+  for name, method in (("train_ntm", "ntm"), ("train_fm", "flow_matching")):
+    run = out[name]
+    assert run["method"] == method and run["train_steps"] >= 2
+    assert 0.0 <= run["shapes_eval"]["seen"]["overall"] <= 1.0
