@@ -46,11 +46,13 @@ def restore(manager: ocp.CheckpointManager, abstract_state, data_iterator=None, 
 
 def check_conditioning(config: ml_collections.ConfigDict, rt, workdir: str, fresh: bool) -> None:
   """Records what a fresh run is conditioned on (autoencoder latents, text encoder); refuses to
-  resume or load a run with another."""
-  if rt.codec is not None:
-    latents.check_run(workdir, rt.codec, fresh)
-  if config.method != "autoencoder":
-    text_lib.check_run(workdir, config.model.text_encoder, fresh)
+  resume or load a run with another. Process 0 records first; the other hosts then check."""
+  def check():
+    if rt.codec is not None:
+      latents.check_run(workdir, rt.codec, fresh)
+    if config.method != "autoencoder":
+      text_lib.check_run(workdir, config.model.text_encoder, fresh)
+  files.process_0_first(check, "conditioning recorded")
 
 
 def restore_latest(config: ml_collections.ConfigDict, workdir: str, devices=None):

@@ -16,6 +16,7 @@ import numpy as np
 from absl import logging
 from clu import metric_writers
 from clu import periodic_actions
+from jax.experimental import multihost_utils
 
 from ntm_jax import autoencoder
 from ntm_jax import files
@@ -38,9 +39,10 @@ class NonFiniteError(RuntimeError):
 
 
 def check_workdir(workdir: str) -> None:
-  """Fails before any training when the workdir cannot be created or written."""
+  """Fails before any training when the workdir cannot be created or written (by this process:
+  on a pod every host checks its own probe file, so none deletes another's)."""
   try:
-    probe = files.writable_directory(workdir) / ".write_test"
+    probe = files.writable_directory(workdir) / f".write_test_{jax.process_index()}"
     probe.write_text("ok")
     probe.unlink()
   except OSError as err:
@@ -82,19 +84,33 @@ def write_samples(sampler: Callable, params, config, tokenizer, run_dir: str, wr
 
 
 class _Preemption:
-  """Turns SIGTERM into a flag the loop checks after each step."""
+  """SIGTERM -> save a checkpoint and stop after a step.
+
+  One process: a signal handler sets a flag. Several (jax.distributed): JAX's coordination
+  service catches SIGTERM on any host, and reached_preemption_sync_point makes every host stop
+  at the same step, so none is left alone inside a collective checkpoint save.
+  """
 
   def __init__(self):
     self.requested = False
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    self._hosts = jax.process_count()
+    if self._hosts == 1:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
 
   def _handle(self, signum, frame):
     del signum, frame
     logging.warning("SIGTERM: saving a checkpoint and exiting after this step")
     self.requested = True
 
+  def reached(self, step: int) -> bool:
+    """Whether to save and stop after `step` (every host gets the same answer)."""
+    if self._hosts > 1 and not self.requested:
+      self.requested = multihost_utils.reached_preemption_sync_point(step)
+    return self.requested
+
   def restore(self):
-    signal.signal(signal.SIGTERM, self._previous)
+    if self._hosts == 1:
+      signal.signal(signal.SIGTERM, self._previous)
 
 
 def run_steps(state, *, train: ml_collections.ConfigDict, step_fn: Callable, data_iter,
@@ -125,12 +141,13 @@ def run_steps(state, *, train: ml_collections.ConfigDict, step_fn: Callable, dat
                                f"at step {done}; lower the peak_lr or check the data")
         writer.write_scalars(done, likelihood.average(history))
         history = []
-      if done % train.checkpoint_every == 0 or last or preemption.requested:
+      stop = preemption.reached(done)
+      if done % train.checkpoint_every == 0 or last or stop:
         checkpointing.save(manager, done, state, data_iter)
       for every, action in actions:
         if every and (done % every == 0 or last):
           action(state, done)
-      if preemption.requested:
+      if stop:
         logging.warning("Stopped at step %d after SIGTERM; the checkpoint is saved", done)
         break
   finally:

@@ -90,7 +90,7 @@ def device_memory_bytes(config_gb: float) -> int:
   """Memory of one device: the configured value, the accelerator's limit, or host RAM on CPU."""
   if config_gb > 0:
     return int(config_gb * 2**30)
-  stats = jax.devices()[0].memory_stats() or {}
+  stats = jax.local_devices()[0].memory_stats() or {}  # on a pod, a device of this host
   if "bytes_limit" in stats:
     return int(stats["bytes_limit"])
   return int(psutil.virtual_memory().total / max(1, jax.local_device_count()))
