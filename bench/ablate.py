@@ -14,7 +14,7 @@ run; per row the class accuracy and Frechet distance of 100 samples per class, t
 in nats/dim (the NTM's exact trajectory NLL at its T; D = the data dimension, which
 data.channels changes), the training time and the sampler's images/s. --knobs=NAME adds a
 sampling sweep (temperature, guidance, t_min, the last step's temperature, trajectory
-denoising) of one trained NTM.
+denoising) of one trained NTM; --sample_set=sample.seed=1 scores every row on other noise.
 --figure=PNG writes 8 samples per class of the chosen rows side by side (--figure_rows).
 
 Prints one JSON object; its "markdown" entry holds the tables for BENCHMARKS.md.
@@ -252,6 +252,9 @@ def main():
   parser.add_argument("--jobs", type=int, default=2, help="trainings at a time, one core each")
   parser.add_argument("--knobs", default="", help="a variant to sweep sampling settings on")
   parser.add_argument("--samples_per_class", type=int, default=100)
+  parser.add_argument("--sample_set", action="append", default=[],
+                      help="sample.KEY=VALUE for every scored row, e.g. sample.seed=1 to read "
+                           "knobs again on noise they were not chosen on (repeatable)")
   parser.add_argument("--train_only", action="store_true")
   parser.add_argument("--figure", default="", help="PNG of samples side by side")
   parser.add_argument("--figure_rows", default="", help="comma-separated row keys for --figure")
@@ -259,6 +262,8 @@ def main():
   flags.FLAGS.mark_as_parsed()  # grain reads absl flags
   logging.set_verbosity(logging.WARNING)
   names = args.variants.split(",")
+  if any(not o.startswith("sample.") for o in args.sample_set):
+    parser.error("--sample_set takes sample.KEY=VALUE overrides")
   for name in names + [p for p in (args.knobs,) if p]:
     variant_config(name, args.preset, args.root)  # unknown names and bad overrides fail now
   train_all(names, args)
@@ -270,7 +275,8 @@ def main():
   judge = classifier.make_judge(judge_config, args.root)
   rows, samples = [], {}
   for name in names:
-    config = variant_config(name, args.preset, args.root)
+    config = config_files.apply_overrides(variant_config(name, args.preset, args.root),
+                                          args.sample_set)
     config.eval.update(samples_per_class=args.samples_per_class)
     rows += _rows_of(name, config, _samplers(config, name == args.knobs), args, judge, samples)
   if args.figure:
