@@ -1,7 +1,8 @@
 """Paper scale without hardware: the configs/t2i.py default's train step lowered and compiled
 ahead of time for a fake N-device CPU mesh (ntm_jax/train/aot.py). Prints one JSON object: the
 parameter count, the per-device memory XLA plans (compiled.memory_analysis()), the matmul FLOPs
-of one step (bench/flops.py, remat off: model FLOPs) and the lowering and compile times.
+of one step (bench/flops.py, remat off: model FLOPs), how many activations are held split over
+the batch axes (layers.shard_batch), and the lowering and compile times.
 
   python bench/aot.py --devices=64 [--mesh=data:1,fsdp:64] [--preset=] [--batch_size=1024]
 """
@@ -47,11 +48,16 @@ def main():
   rt, lowered, batch = aot.lower(config)
   lower_s = time.perf_counter() - start
   flops = train_step_bench.step_flops(config, rt.abstract_state, batch, config.ntm.num_steps[0])
+  text = lowered.as_text()
   out = {"bench": "aot", "preset": args.preset or "default", "devices": jax.device_count(),
          "mesh": dict(rt.mesh.shape), "batch": config.train.batch_size,
          "dtype": config.model.dtype, "remat": config.model.remat, "T": config.ntm.num_steps[0],
          "mode": config.ntm.mode, "params_b": round(rt.num_params / 1e9, 3),
-         "step_tflop_model": round(flops / 1e12, 1), "lower_s": round(lower_s, 1)}
+         "step_tflop_model": round(flops / 1e12, 1), "lower_s": round(lower_s, 1),
+         # layers.shard_batch at work: activations held split over the batch axes
+         "batch_sharding_constraints": sum('sharding_constraint' in line and
+                                           '{"data", "fsdp"}' in line
+                                           for line in text.splitlines())}
   if not args.no_compile:
     start = time.perf_counter()
     memory = lowered.compile().memory_analysis()

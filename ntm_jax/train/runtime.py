@@ -84,14 +84,19 @@ class Runtime:
           step, in_shardings=(self.state_shardings, self.batch_sharding, fm_shardings),
           out_shardings=(self.state_shardings, replicated, replicated), donate_argnums=0)
     jitted = self._train_steps[num_steps]
-    return lambda state, batch: jitted(state, batch, self.fm_params)
+
+    def run(state, batch):
+      with jax.set_mesh(self.mesh):  # traced under the mesh: layers.shard_batch applies
+        return jitted(state, batch, self.fm_params)
+    return run
 
   def lowered_train_step(self, num_steps: int, state, batch):
     """The train step of T = num_steps lowered ahead of time for these (possibly abstract)
     arguments: .compile() gives the executable, its cost_analysis() and memory_analysis(),
     without allocating a state; compiled(state, batch, rt.fm_params) runs it."""
     self.train_step(num_steps)
-    return self._train_steps[num_steps].lower(state, batch, self.fm_params)
+    with jax.set_mesh(self.mesh):
+      return self._train_steps[num_steps].lower(state, batch, self.fm_params)
 
   def eval_step(self, num_steps: int) -> Callable:
     if num_steps not in self._eval_steps:
