@@ -138,7 +138,7 @@ class TransformerLayer(nnx.Module):
     return x + self.mlp(self.mlp_norm(x)), cache
 
 
-BATCH_AXES = ("data", "fsdp")  # the mesh axes a batch is split over (ntm_jax/train/sharding.py)
+BATCH_AXES = ("data", "fsdp")  # the mesh axes a batch is split over (train/sharding.py's mesh)
 
 
 def shard_batch(x):

@@ -5,6 +5,8 @@ optimizer moments and EMA) follow path rules: a path matching one of `mesh.repli
 replicated; any other parameter with at least `min_shard_size` elements is split over 'fsdp'
 along its largest divisible axis (for stacked layers a weight axis, not the short layer axis).
 XLA inserts the all-gathers and reduce-scatters: there is no hand-written communication.
+Inside the train step each Transformer layer's activations are held split over the batch axes
+(layers.shard_batch), so XLA gathers weights rather than the batch.
 """
 
 import math
@@ -16,7 +18,9 @@ import numpy as np
 import psutil
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-BATCH_AXES = ("data", "fsdp")
+from ntm_jax import layers
+
+BATCH_AXES = layers.BATCH_AXES
 
 
 def mesh_shape(config: ml_collections.ConfigDict, num_devices: int) -> tuple:
