@@ -25,7 +25,6 @@ import tempfile
 import time
 
 import jax
-import numpy as np
 from absl import flags
 from absl import logging
 
@@ -37,7 +36,6 @@ import samplers as samplers_bench
 import train_step as train_step_bench
 from configs import fm as fm_configs
 from configs import t2i
-from ntm_jax import text as text_lib
 from ntm_jax.evaluate import suite
 from ntm_jax.train import checkpointing
 from ntm_jax.train import loop
@@ -54,26 +52,12 @@ def peak_tflops(device_kind: str):
 
 
 def _first_batch(rt, config):
-  loader = loop.make_train_loader(config, text_lib.tokenizer_for(config),
-                                  config.train.batch_size)
-  return rt.global_batch(next(iter(loader)))
+  return rt.global_batch(train_step_bench.first_batch(config))
 
 
 def _one_device(config):
   config.mesh.update(data=1, fsdp=1)
   return runtime.build(config, jax.devices()[:1])
-
-
-def _timed_steps(run, state, repeats: int):
-  """(state, median seconds per step) over `repeats` calls after one warm-up call."""
-  times = []
-  for i in range(repeats + 1):
-    start = time.perf_counter()
-    state, metrics, _ = run(state)
-    jax.block_until_ready(metrics)
-    if i:
-      times.append(time.perf_counter() - start)
-  return state, float(np.median(times))
 
 
 def mfu(preset: str, batch_size: int, repeats: int) -> dict:
@@ -88,7 +72,8 @@ def mfu(preset: str, batch_size: int, repeats: int) -> dict:
   compiled = rt.lowered_train_step(num_steps, state, batch).compile()
   compile_s = time.perf_counter() - start
   flops = train_step_bench.step_flops(config, state, batch, num_steps)
-  _, step_s = _timed_steps(lambda s: compiled(s, batch, rt.fm_params), state, repeats)
+  _, step_s = train_step_bench.median_step_seconds(
+      lambda s: compiled(s, batch, rt.fm_params), state, repeats)
   achieved = flops / step_s / 1e12
   peak = peak_tflops(jax.devices()[0].device_kind)
   memory = compiled.memory_analysis()
@@ -123,7 +108,8 @@ def _steps_for(config, seconds: float, repeats: int) -> tuple:
   rt = runtime.build(config)
   batch = _first_batch(rt, config)
   step = rt.train_step(config.ntm.num_steps[0])
-  _, step_s = _timed_steps(lambda s: step(s, batch), rt.create_state(), repeats)
+  _, step_s = train_step_bench.median_step_seconds(lambda s: step(s, batch),
+                                                   rt.create_state(), repeats)
   return max(2, int(seconds / step_s)), step_s
 
 

@@ -40,7 +40,21 @@ from ntm_jax.train import runtime
 from ntm_jax.train import state as state_lib
 
 
-def _batch(config):
+def median_step_seconds(run, state, repeats: int) -> tuple:
+  """(state, median seconds of `repeats` calls of run(state) -> (state, metrics, _)) after
+  one compiling or warm-up call."""
+  times = []
+  for i in range(repeats + 1):
+    start = time.perf_counter()
+    state, metrics, _ = run(state)
+    jax.block_until_ready(metrics)
+    if i:
+      times.append(time.perf_counter() - start)
+  return state, float(np.median(times))
+
+
+def first_batch(config):
+  """The first training batch of the config's data (numpy, this process)."""
   loader = loop.make_train_loader(config, text_lib.tokenizer_for(config), config.train.batch_size)
   return next(iter(loader))
 
@@ -74,20 +88,13 @@ def measure(config, repeats: int) -> dict:
   """Seconds per step (median of `repeats` after a compiling call), compile seconds, memory."""
   rt = runtime.build(config)
   num_steps = config.ntm.num_steps[0]
-  batch = rt.global_batch(_batch(config))
+  batch = rt.global_batch(first_batch(config))
   state = rt.create_state()
   compile_s, memory = _compiled(rt, state, batch, num_steps)
   gflop = step_flops(config, state, batch, num_steps) / 1e9
   step = rt.train_step(num_steps)
-  state, metrics, _ = step(state, batch)
-  jax.block_until_ready(metrics)
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    state, metrics, _ = step(state, batch)
-    jax.block_until_ready(metrics)
-    times.append(time.perf_counter() - start)
-  return {"step_s": round(float(np.median(times)), 4), "compile_s": round(compile_s, 2),
+  _, step_s = median_step_seconds(lambda s: step(s, batch), state, repeats)
+  return {"step_s": round(step_s, 4), "compile_s": round(compile_s, 2),
           "memory": memory, "step_gflop": float(f"{gflop:.4g}")}
 
 
@@ -124,7 +131,7 @@ def compile_against_depth(preset: str, depths) -> list:
     config.model.predictor.depth = depth
     config.ntm.mode = "end_to_end"
     rt = runtime.build(config)
-    seconds, _ = _compiled(rt, rt.create_state(), rt.global_batch(_batch(config)),
+    seconds, _ = _compiled(rt, rt.create_state(), rt.global_batch(first_batch(config)),
                            config.ntm.num_steps[0])
     rows.append({"predictor_depth": depth, "compile_s": round(seconds, 2)})
   return rows

@@ -71,9 +71,8 @@ class Runtime:
       return self.codec.encode(images)
     return pipeline.normalize_images(jnp.asarray(images))
 
-  def train_step(self, num_steps: int) -> Callable:
-    """(state, batch) -> (state, metrics, consecutive non-finite updates) for T = num_steps
-    (one compilation per T), state donated; the frozen FM network, if any, rides along."""
+  def _jitted_train_step(self, num_steps: int):
+    """The jitted step of T = num_steps (one compilation per T), state donated."""
     if num_steps not in self._train_steps:
       step = functools.partial(state_lib.train_step, graphdef=self.graphdef, tx=self.tx,
                                config=self.config, num_steps=num_steps,
@@ -83,7 +82,12 @@ class Runtime:
       self._train_steps[num_steps] = jax.jit(
           step, in_shardings=(self.state_shardings, self.batch_sharding, fm_shardings),
           out_shardings=(self.state_shardings, replicated, replicated), donate_argnums=0)
-    jitted = self._train_steps[num_steps]
+    return self._train_steps[num_steps]
+
+  def train_step(self, num_steps: int) -> Callable:
+    """(state, batch) -> (state, metrics, consecutive non-finite updates) for T = num_steps;
+    the frozen FM network, if any, rides along."""
+    jitted = self._jitted_train_step(num_steps)
 
     def run(state, batch):
       with jax.set_mesh(self.mesh):  # traced under the mesh: layers.shard_batch applies
@@ -94,9 +98,8 @@ class Runtime:
     """The train step of T = num_steps lowered ahead of time for these (possibly abstract)
     arguments: .compile() gives the executable, its cost_analysis() and memory_analysis(),
     without allocating a state; compiled(state, batch, rt.fm_params) runs it."""
-    self.train_step(num_steps)
     with jax.set_mesh(self.mesh):
-      return self._train_steps[num_steps].lower(state, batch, self.fm_params)
+      return self._jitted_train_step(num_steps).lower(state, batch, self.fm_params)
 
   def eval_step(self, num_steps: int) -> Callable:
     if num_steps not in self._eval_steps:
