@@ -48,5 +48,7 @@ setuptools.setup(
         "test": ["pytest==8.4.2", "pytest-xdist==3.8.0"],
         "tpu": ["jax[tpu]==0.10.2"],  # libtpu for Cloud TPU VMs (launch/tpu_pod.sh)
         "cuda": ["jax[cuda12]==0.10.2"],  # CUDA 12 plugin and libraries (launch/slurm_gpu.sbatch)
+        # launch/xm_launch.py (its --dry_run needs none of it); pip takes minutes to resolve it.
+        "xm": ["xmanager==0.8.5.post1"],
     },
 )
