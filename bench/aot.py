@@ -2,7 +2,7 @@
 ahead of time for a fake N-device CPU mesh (ntm_jax/train/aot.py). Prints one JSON object: the
 parameter count, the per-device memory XLA plans (compiled.memory_analysis()), the matmul FLOPs
 of one step (bench/flops.py, remat off: model FLOPs), how many activations are held split over
-the batch axes (layers.shard_batch), and the lowering and compile times.
+the batch axes (layers.constrain), and the lowering and compile times.
 
   python bench/aot.py --devices=64 [--mesh=data:1,fsdp:64] [--preset=] [--batch_size=1024]
 """
@@ -54,7 +54,7 @@ def main():
          "dtype": config.model.dtype, "remat": config.model.remat, "T": config.ntm.num_steps[0],
          "mode": config.ntm.mode, "params_b": round(rt.num_params / 1e9, 3),
          "step_tflop_model": round(flops / 1e12, 1), "lower_s": round(lower_s, 1),
-         # layers.shard_batch at work: activations held split over the batch axes
+         # layers.constrain at work: activations held split over the batch axes
          "batch_sharding_constraints": sum('sharding_constraint' in line and
                                            '{"data", "fsdp"}' in line
                                            for line in text.splitlines())}

@@ -201,10 +201,17 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   )
 
   config.mesh = dict(
-      data=1,  # data-parallel axis size (-1: all devices left over by fsdp)
-      fsdp=-1,  # parameter-sharding axis size (-1: all devices left over by data)
-      min_shard_size=2**16,  # parameters with fewer elements are replicated
+      data=1,  # data-parallel axis size (-1: all devices left over by fsdp and tensor)
+      fsdp=-1,  # parameter-sharding axis size (-1: all devices left over by data and tensor)
+      tensor=1,  # tensor-parallel axis size (attention heads, MLP hidden units)
+      dcn_data=1,  # slices (multi-slice TPU) the data axis spans over the data-centre network
+      min_shard_size=2**16,  # parameters with fewer elements are not split over fsdp
       replicate=(r"norm", r"/bias$"),  # regexes over parameter paths kept replicated
+      # (regex over parameter paths, axis) split over 'tensor' when it divides: query heads and
+      # MLP hidden units column-parallel, the output projections row-parallel (Megatron). The
+      # grouped key/value projection stays whole: each device slices its heads locally.
+      tensor_rules=((r"attn/q/kernel$", -1), (r"attn/out/kernel$", -2),
+                    (r"mlp/fc1/kernel$", -1), (r"mlp/fc2/kernel$", -2)),
   )
 
   config.sample = dict(

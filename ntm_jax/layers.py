@@ -80,9 +80,9 @@ class Attention(nnx.Module):
 
   def _project(self, x, positions):
     b, n, _ = x.shape
-    q = self.q_norm(self.q(x).reshape(b, n, self.num_heads, self.head_dim))
+    q = self.q_norm(constrain(self.q(x).reshape(b, n, self.num_heads, self.head_dim), 2))
     k, v = jnp.split(self.kv(x).reshape(b, n, 2 * self.num_kv_heads, self.head_dim), 2, axis=2)
-    k = self.k_norm(k)
+    k, v = self.k_norm(constrain(k, 2)), constrain(v, 2)
     if positions is not None:
       q, k = rope(q, positions), rope(k, positions)
     return q, k, v
@@ -115,7 +115,7 @@ class MLP(nnx.Module):
     self.fc2 = nnx.Linear(hidden, width, dtype=dtype, rngs=rngs)
 
   def __call__(self, x):
-    return self.fc2(nnx.gelu(self.fc1(x)))
+    return self.fc2(constrain(nnx.gelu(self.fc1(x)), -1))
 
 
 class TransformerLayer(nnx.Module):
@@ -139,11 +139,14 @@ class TransformerLayer(nnx.Module):
 
 
 BATCH_AXES = ("data", "fsdp")  # the mesh axes a batch is split over (train/sharding.py's mesh)
+TENSOR_AXIS = "tensor"  # the mesh axis attention heads and MLP hidden units are split over
 
 
-def shard_batch(x):
-  """x with its leading (batch) axis constrained to stay split over the mesh's batch axes, when
-  traced under jax.set_mesh (the train step); otherwise x unchanged.
+def constrain(x, tensor_axis=None):
+  """x held split over the mesh when traced under jax.set_mesh (the train step); otherwise x
+  unchanged. Its leading (batch) axis over BATCH_AXES; with tensor_axis, that axis over
+  TENSOR_AXIS (heads, MLP hidden units); without, x is replicated over TENSOR_AXIS (the residual
+  stream of Megatron-style tensor parallelism). An axis that does not divide is left to XLA.
 
   With FSDP the batch and the weights are split over the same axis. Left to itself, XLA's
   partitioner may gather the whole batch's activations on every device instead of gathering
@@ -152,10 +155,18 @@ def shard_batch(x):
   mesh = jax.sharding.get_abstract_mesh()
   if mesh.empty or not set(BATCH_AXES) <= set(mesh.axis_names):
     return x
-  size = math.prod(mesh.shape[a] for a in BATCH_AXES)
-  if size == 1 or x.shape[0] % size:
+  unconstrained = jax.sharding.PartitionSpec.UNCONSTRAINED
+  batch_size = math.prod(mesh.shape[a] for a in BATCH_AXES)
+  tensor_size = dict(mesh.shape).get(TENSOR_AXIS, 1)
+  spec = [None] * x.ndim
+  if batch_size > 1:
+    spec[0] = BATCH_AXES if x.shape[0] % batch_size == 0 else unconstrained
+  if tensor_size == 1 and spec[0] in (None, unconstrained):
     return x
-  return jax.lax.with_sharding_constraint(x, jax.sharding.PartitionSpec(BATCH_AXES))
+  if tensor_axis is not None and tensor_size > 1:
+    divides = x.shape[tensor_axis] % tensor_size == 0
+    spec[tensor_axis] = TENSOR_AXIS if divides else unconstrained
+  return jax.lax.with_sharding_constraint(x, jax.sharding.PartitionSpec(*spec))
 
 
 def scan_stacked(fn, modules: nnx.Module, carry, xs=None, *, reverse: bool = False,
@@ -200,8 +211,8 @@ class TransformerStack(nnx.Module):
 
   def __call__(self, x, *, positions=None, mask=None, is_causal=False):
     def body(layer, x, _):
-      x = layer(shard_batch(x), positions=positions, mask=mask, is_causal=is_causal)
-      return shard_batch(x), None
+      x = layer(constrain(x), positions=positions, mask=mask, is_causal=is_causal)
+      return constrain(x), None
 
     return scan_stacked(body, self.layers, x, remat=self.remat)[0]
 

@@ -64,7 +64,7 @@ def test_paper_scale_train_step_lowers_on_eight_fake_devices():
                          "--no_compile"], capture_output=True, text=True, check=False)
   assert done.returncode == 0, done.stderr[-3000:]
   out = json.loads(done.stdout)
-  assert out["preset"] == "default" and out["mesh"] == {"data": 1, "fsdp": 8}
+  assert out["preset"] == "default" and out["mesh"] == {"data": 1, "fsdp": 8, "tensor": 1}
   assert out["dtype"] == "bfloat16" and out["remat"] and out["batch"] == 1024
   assert 3.0 < out["params_b"] < 3.7  # 8 transporter + 24 predictor layers at width 3072
   # ~6 FLOPs per parameter per token: 1024 images x 4 levels x 256 tokens through both nets.

@@ -90,7 +90,7 @@ class Runtime:
     jitted = self._jitted_train_step(num_steps)
 
     def run(state, batch):
-      with jax.set_mesh(self.mesh):  # traced under the mesh: layers.shard_batch applies
+      with jax.set_mesh(self.mesh):  # traced under the mesh: layers.constrain applies
         return jitted(state, batch, self.fm_params)
     return run
 
@@ -142,7 +142,8 @@ def build(config: ml_collections.ConfigDict, devices=None, check_memory: bool = 
   if check_memory:
     sharding.check_fits(num_params, config, mesh)
   shardings = sharding.state_shardings(shapes, mesh, config.mesh.min_shard_size,
-                                       tuple(config.mesh.replicate))
+                                       tuple(config.mesh.replicate),
+                                       tuple(map(tuple, config.mesh.tensor_rules)))
   abstract = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                           shapes, shardings)
   codec = latents.load(config.latent.autoencoder_workdir) if latents.enabled(config) else None
