@@ -2,7 +2,8 @@
 
   python tests/multihost_job.py PROCESSES PID PORT WORKDIR KILL_AT
 
-1. (KILL_AT >= 0) three train steps on a fixed global batch, this process feeding its rows;
+1. (KILL_AT >= 0) three train steps on a fixed global batch, this process feeding its rows, and
+   data-parallel samples of the result;
 2. (several processes) the training loop to 40 steps, process 1 sending itself a real SIGTERM
    after step KILL_AT (-1: never).
 Prints RESULT{json}. The test imports three_steps for its one-device reference.
@@ -28,7 +29,8 @@ def micro_config(data: int, fsdp: int):
 
 def three_steps(config, pid: int, processes: int) -> dict:
   """Losses and the first 512 values of one kernel after three steps on a fixed global batch
-  of 8, this process feeding its share of the rows."""
+  of 8, this process feeding its share of the rows; then samples for the batch's 8 prompts."""
+  import jax
   from jax.experimental import multihost_utils
   from ntm_jax import text
   from ntm_jax.train import runtime
@@ -45,8 +47,12 @@ def three_steps(config, pid: int, processes: int) -> dict:
     losses.append(float(metrics["loss"]))
   kernel = state.params["predictor"]["backbone"]["transformer"]["layers"]["mlp"]["fc1"]["kernel"]
   gathered = multihost_utils.process_allgather(kernel[...], tiled=True)
+  # Data-parallel sampling: every process passes all 8 prompts and gets all 8 images back.
+  config.sample.sampler = "full_nf"
+  samples = rt.sampler(config.sample)(state.ema_params, tokens, jax.random.key(1))
   return {"losses": losses, "kernel": gathered.ravel()[:512].tolist(),
-          "addressable": kernel[...].is_fully_addressable}
+          "addressable": kernel[...].is_fully_addressable,
+          "samples": np.asarray(samples).ravel()[::5].tolist()}
 
 
 def main():

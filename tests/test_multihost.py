@@ -66,6 +66,7 @@ def test_two_processes_equal_one_device_and_stop_together_on_sigterm(tmp_path):
   for process in (first, second):
     np.testing.assert_allclose(process["losses"], single["losses"], rtol=1e-5)
     np.testing.assert_allclose(process["kernel"], single["kernel"], atol=1e-6)
+    np.testing.assert_allclose(process["samples"], single["samples"], atol=1e-4)
 
   assert first["step"] == second["step"] and 3 <= first["step"] < 40
   checkpoints = [int(p) for p in os.listdir(os.path.join(workdir, "checkpoints")) if p.isdigit()]

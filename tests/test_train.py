@@ -242,6 +242,10 @@ for name, devices, data, fsdp, tensor in [("one", jax.devices()[:1], 1, 1, 1),
   rt = runtime.build(config, devices=devices)
   state = rt.create_state()
   state, metrics, _ = rt.train_step(4)(state, rt.global_batch(batch))
+  # Data-parallel sampling: the 8 prompts' text split over the batch axes, images gathered.
+  config.sample.sampler = "full_nf"
+  images = rt.sampler(config.sample)(state.ema_params, batch["tokens"], jax.random.key(1))
+  spec = str(rt.prompt_batch(batch["tokens"]).sharding.spec)
   layers = state.params["predictor"]["backbone"]["transformer"]["layers"]
   kernel, out_kernel = layers["mlp"]["fc1"]["kernel"][...], layers["attn"]["out"]["kernel"][...]
   out[name] = {"loss": float(metrics["loss"]), "grad_norm": float(metrics["grad_norm"]),
@@ -249,14 +253,17 @@ for name, devices, data, fsdp, tensor in [("one", jax.devices()[:1], 1, 1, 1),
                "out_kernel": np.asarray(out_kernel).ravel()[:64].tolist(),
                "spec": str(kernel.sharding.spec), "out_spec": str(out_kernel.sharding.spec),
                "shard": list(kernel.addressable_shards[0].data.shape),
-               "shape": list(kernel.shape), "devices": len(kernel.sharding.device_set)}
+               "shape": list(kernel.shape), "devices": len(kernel.sharding.device_set),
+               "images": np.asarray(images).ravel()[::7].tolist(), "prompt_spec": spec,
+               "images_on_host": isinstance(images, np.ndarray)}
 print("RESULT" + json.dumps(out))
 """
 
 
 def test_eight_devices_give_the_same_step_as_one_with_sharded_parameters():
-  """(data 4, fsdp 2) and (data 2, fsdp 2, tensor 2) steps on 8 devices equal the 1-device step:
-  float32, loss to 1e-5 relative, gradient norm to 1e-4, updated weights to 1e-6."""
+  """(data 4, fsdp 2) and (data 2, fsdp 2, tensor 2) steps on 8 devices equal the 1-device step
+  (float32: loss to 1e-5 relative, gradient norm to 1e-4, updated weights to 1e-6), and so do
+  the data-parallel samples of the updated model (to 1e-4)."""
   eight = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
   proc = run_python(EIGHT_DEVICES, env={"XLA_FLAGS": eight})
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -269,7 +276,9 @@ def test_eight_devices_give_the_same_step_as_one_with_sharded_parameters():
   assert tensor["spec"] == "P(None, 'fsdp', 'tensor')"
   assert tensor["out_spec"] == "P(None, 'tensor', 'fsdp')"
   assert np.prod(tensor["shard"]) * 4 == np.prod(tensor["shape"])
+  assert eight["prompt_spec"] == "P(('data', 'fsdp'),)" and eight["images_on_host"]
   for run in (eight, tensor):
+    np.testing.assert_allclose(run["images"], one["images"], atol=1e-4)
     np.testing.assert_allclose(run["loss"], one["loss"], rtol=1e-5)
     np.testing.assert_allclose(run["grad_norm"], one["grad_norm"], rtol=1e-4)
     np.testing.assert_allclose(run["kernel"], one["kernel"], atol=1e-6)

@@ -121,17 +121,16 @@ class DistillRuntime:
                                ntm_graphdef=self.ntm.graphdef, tx=self.tx,
                                config=self.ntm.config, num_steps=num_steps)
       replicated = sharding.replicated(self.ntm.mesh)
-      return jax.jit(step, in_shardings=(self.state_shardings,
-                                         self.ntm.state_shardings.ema_params,
-                                         self.ntm.batch_sharding),
-                     out_shardings=(self.state_shardings, replicated, replicated),
-                     donate_argnums=0)
+      return self.ntm.on_mesh(jax.jit(
+          step, in_shardings=(self.state_shardings, self.ntm.state_shardings.ema_params,
+                              self.ntm.batch_sharding),
+          out_shardings=(self.state_shardings, replicated, replicated), donate_argnums=0))
     return self._cached(("step", num_steps), make)
 
   def eval_step(self, num_steps: int) -> Callable:
-    return self._cached(("eval", num_steps), lambda: jax.jit(functools.partial(
+    return self._cached(("eval", num_steps), lambda: self.ntm.on_mesh(jax.jit(functools.partial(
         eval_step, graphdef=self.graphdef, ntm_graphdef=self.ntm.graphdef,
-        config=self.ntm.config, num_steps=num_steps)))
+        config=self.ntm.config, num_steps=num_steps))))
 
   def fast_sampler(self, sample_config: ml_collections.ConfigDict,
                    denoiser_params) -> Callable:
@@ -152,8 +151,7 @@ def build(config: ml_collections.ConfigDict, ntm_runtime: runtime_lib.Runtime) -
   tx = state_lib.make_optimizer(d.optim, d.train.num_steps)
   graphdef, _ = nnx.split(nnx.eval_shape(lambda: make_denoiser(config, nnx.Rngs(0))))
   shapes = jax.eval_shape(functools.partial(create_state, config, tx))
-  shardings = sharding.state_shardings(shapes, ntm_runtime.mesh, config.mesh.min_shard_size,
-                                       tuple(config.mesh.replicate))
+  shardings = sharding.state_shardings(shapes, ntm_runtime.mesh, config.mesh)
   abstract = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                           shapes, shardings)
   return DistillRuntime(ntm=ntm_runtime, graphdef=graphdef, tx=tx, abstract_state=abstract,

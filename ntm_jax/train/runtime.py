@@ -11,6 +11,7 @@ import ml_collections
 import optax
 from absl import logging
 from flax import nnx
+from jax.experimental import multihost_utils
 
 from ntm_jax import latents
 from ntm_jax import sampling
@@ -87,12 +88,8 @@ class Runtime:
   def train_step(self, num_steps: int) -> Callable:
     """(state, batch) -> (state, metrics, consecutive non-finite updates) for T = num_steps;
     the frozen FM network, if any, rides along."""
-    jitted = self._jitted_train_step(num_steps)
-
-    def run(state, batch):
-      with jax.set_mesh(self.mesh):  # traced under the mesh: layers.constrain applies
-        return jitted(state, batch, self.fm_params)
-    return run
+    jitted = self.on_mesh(self._jitted_train_step(num_steps))
+    return lambda state, batch: jitted(state, batch, self.fm_params)
 
   def lowered_train_step(self, num_steps: int, state, batch):
     """The train step of T = num_steps lowered ahead of time for these (possibly abstract)
@@ -103,8 +100,8 @@ class Runtime:
 
   def eval_step(self, num_steps: int) -> Callable:
     if num_steps not in self._eval_steps:
-      self._eval_steps[num_steps] = jax.jit(functools.partial(
-          state_lib.eval_step, graphdef=self.graphdef, config=self.config, num_steps=num_steps))
+      self._eval_steps[num_steps] = self.on_mesh(jax.jit(functools.partial(
+          state_lib.eval_step, graphdef=self.graphdef, config=self.config, num_steps=num_steps)))
     return self._eval_steps[num_steps]
 
   def sampler(self, sample_config: ml_collections.ConfigDict) -> Callable:
@@ -125,11 +122,30 @@ class Runtime:
           sampling.sample_images, graphdef=self.graphdef, **settings)))
     return self._samplers[key]
 
+  def on_mesh(self, fn: Callable) -> Callable:
+    """fn traced and run under the mesh: layers.constrain holds its activations split over the
+    batch axes (and heads over 'tensor')."""
+    def run(*args):
+      with jax.set_mesh(self.mesh):
+        return fn(*args)
+    return run
+
+  def prompt_batch(self, x):
+    """A host array every process holds in full (the text input of the same prompts) -> one
+    global array split over the batch axes (replicated when its batch does not divide)."""
+    divides = x.shape[0] % math.prod(self.mesh.shape[a] for a in sharding.BATCH_AXES) == 0
+    return jax.device_put(x, self.batch_sharding if divides else sharding.replicated(self.mesh))
+
   def on_host(self, sampler: Callable) -> Callable:
-    """A sampler (params, text input, rng) -> what the model generates, as a sampler (params,
-    token ids, rng) -> images: text inputs from the ids, latents decoded."""
-    decoding = sampler if self.codec is None else self.codec.decoding(sampler)
-    return lambda params, tokens, rng: decoding(params, self.text_inputs(tokens), rng)
+    """A sampler (params, text input, rng) -> what the model generates, as a data-parallel
+    sampler (params, token ids, rng) -> images: text inputs from the ids, split over the batch
+    axes; latents decoded; the images gathered from every process to numpy on each host."""
+    decoding = self.on_mesh(sampler if self.codec is None else self.codec.decoding(sampler))
+
+    def run(params, tokens, rng):
+      text_input = jax.tree.map(self.prompt_batch, self.text_inputs(tokens))
+      return multihost_utils.process_allgather(decoding(params, text_input, rng), tiled=True)
+    return run
 
 def build(config: ml_collections.ConfigDict, devices=None, check_memory: bool = True) -> Runtime:
   """Mesh, shapes and shardings of the state, and the fail-fast memory check: no allocation."""
@@ -141,9 +157,7 @@ def build(config: ml_collections.ConfigDict, devices=None, check_memory: bool = 
   logging.info("Model: %.2fM parameters; mesh %s", num_params / 1e6, dict(mesh.shape))
   if check_memory:
     sharding.check_fits(num_params, config, mesh)
-  shardings = sharding.state_shardings(shapes, mesh, config.mesh.min_shard_size,
-                                       tuple(config.mesh.replicate),
-                                       tuple(map(tuple, config.mesh.tensor_rules)))
+  shardings = sharding.state_shardings(shapes, mesh, config.mesh)
   abstract = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                           shapes, shardings)
   codec = latents.load(config.latent.autoencoder_workdir) if latents.enabled(config) else None

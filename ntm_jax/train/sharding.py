@@ -97,14 +97,14 @@ def path_string(path) -> str:
   return "/".join(keys[:-1] if keys and keys[-1] == "value" else keys)
 
 
-def state_shardings(abstract_state, mesh: Mesh, min_shard_size: int, replicate=(),
-                    tensor_rules=()):
-  """NamedShardings for a pytree of ShapeDtypeStructs (parameters, optimizer moments, EMA),
-  by `leaf_spec`."""
+def state_shardings(abstract_state, mesh: Mesh, rules: ml_collections.ConfigDict):
+  """NamedShardings for a pytree of ShapeDtypeStructs (parameters, optimizer moments, EMA), by
+  `leaf_spec` with the path rules of a `mesh` config section."""
   sizes = dict(mesh.shape)
+  replicate, tensor_rules = tuple(rules.replicate), tuple(map(tuple, rules.tensor_rules))
   return jax.tree_util.tree_map_with_path(
       lambda path, leaf: NamedSharding(mesh, leaf_spec(
-          path_string(path), leaf.shape, sizes["fsdp"], min_shard_size, replicate,
+          path_string(path), leaf.shape, sizes["fsdp"], rules.min_shard_size, replicate,
           tensor_rules, sizes.get(layers.TENSOR_AXIS, 1))),
       abstract_state)
 
