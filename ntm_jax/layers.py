@@ -143,8 +143,8 @@ TENSOR_AXIS = "tensor"  # the mesh axis attention heads and MLP hidden units are
 
 
 def constrain(x, tensor_axis=None):
-  """x held split over the mesh when traced under jax.set_mesh (the train step); otherwise x
-  unchanged. Its leading (batch) axis over BATCH_AXES; with tensor_axis, that axis over
+  """x held split over the mesh when traced under jax.set_mesh (Runtime.on_mesh: the train,
+  likelihood, distillation and sampling steps); otherwise x unchanged. Its leading (batch) axis over BATCH_AXES; with tensor_axis, that axis over
   TENSOR_AXIS (heads, MLP hidden units); without, x is replicated over TENSOR_AXIS (the residual
   stream of Megatron-style tensor parallelism). An axis that does not divide is left to XLA.
 

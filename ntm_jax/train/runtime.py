@@ -147,6 +147,7 @@ class Runtime:
       return multihost_utils.process_allgather(decoding(params, text_input, rng), tiled=True)
     return run
 
+
 def build(config: ml_collections.ConfigDict, devices=None, check_memory: bool = True) -> Runtime:
   """Mesh, shapes and shardings of the state, and the fail-fast memory check: no allocation."""
   mesh = sharding.make_mesh(config.mesh, devices)
