@@ -105,3 +105,6 @@ def test_score_reports_categories_seen_and_held_out():
   assert set(report["held_out"]["per_category"]) == set(shapes.COLOR_KINDS)
   assert report["seen"]["overall"] == pytest.approx(0.5)
   assert report["held_out"]["overall"] == pytest.approx(0.5)
+  assert report["seen"]["blank"] == pytest.approx(0.5)
+  assert report["held_out"]["blank"] == pytest.approx(0.5)
+  assert not any(shapes_eval.is_blank(image) for image in images[::2])  # clean renders

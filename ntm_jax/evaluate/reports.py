@@ -33,12 +33,14 @@ def shapes_eval_table(entries: list, split: str) -> list:
   if not entries:
     return []
   kinds = [k for k in shapes.KINDS if k in entries[0][split]["per_category"]]
-  rows = ["| sampler | T | " + " | ".join(kinds) + " | overall |",
-          "|---|---|" + "---|" * (len(kinds) + 1)]
+  rows = ["| sampler | T | " + " | ".join(kinds) + " | overall | blank samples |",
+          "|---|---|" + "---|" * (len(kinds) + 2)]
   for e in entries:
     scores = e[split]["per_category"]
+    blank = f"{e[split]['blank']:.3f}" if "blank" in e[split] else ""
     rows.append(f"| {e['sampler']} | {e['num_steps']} | " +
-                " | ".join(f"{scores[k]:.3f}" for k in kinds) + f" | {e[split]['overall']:.3f} |")
+                " | ".join(f"{scores[k]:.3f}" for k in kinds) +
+                f" | {e[split]['overall']:.3f} | {blank} |")
   return rows
 
 

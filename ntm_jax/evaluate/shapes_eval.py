@@ -208,23 +208,35 @@ def satisfies(image: np.ndarray, prompt: Prompt) -> bool:
                  for s in subjects) for r in references)
 
 
+def is_blank(image: np.ndarray) -> bool:
+  """Whether an image has fewer solid coloured pixels than the judge's smallest object: a
+  diagnosis of failed samples (nothing drawn), not part of the score."""
+  alpha, index = colour_alpha(image)
+  solid = np.take_along_axis(alpha, index[..., None], -1)[..., 0] >= 0.5
+  return bool(solid.sum() < min_object_area(image.shape[0]))
+
+
 def score(prompts: list, images: np.ndarray, samples_per_prompt: int) -> dict:
-  """Accuracy per category and overall (mean of categories, as GenEval), seen and held-out.
+  """Accuracy per category and overall (mean of categories, as GenEval), seen and held-out,
+  and the fraction of blank samples per split (is_blank; every prompt asks for an object).
 
   images: uint8 [len(prompts) * samples_per_prompt, H, W, 3], prompt-major."""
   correct = np.array([satisfies(image, prompts[i // samples_per_prompt])
                       for i, image in enumerate(images)])
+  blank = np.array([is_blank(image) for image in images])
+  per_prompt = lambda x: x.reshape(len(prompts), samples_per_prompt)
   report = {}
   for split, held_out in (("seen", False), ("held_out", True)):
     per_kind = {}
     for kind in shapes.KINDS:
       rows = [i for i, p in enumerate(prompts) if p.kind == kind and p.held_out == held_out]
       if rows:
-        hits = correct.reshape(len(prompts), samples_per_prompt)[rows]
-        per_kind[kind] = float(hits.mean())
+        per_kind[kind] = float(per_prompt(correct)[rows].mean())
     if per_kind:
+      rows = [i for i, p in enumerate(prompts) if p.held_out == held_out]
       report[split] = {"per_category": per_kind,
-                       "overall": float(np.mean(list(per_kind.values())))}
+                       "overall": float(np.mean(list(per_kind.values()))),
+                       "blank": float(per_prompt(blank)[rows].mean())}
   return report
 
 
