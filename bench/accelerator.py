@@ -12,9 +12,10 @@ Sections, each timed and recorded even when a later one fails:
             unknown). A candidate that runs out of memory is recorded and the next one tried.
   samplers  images/s of full_nf, full_nf_denoised, fast and FM Euler on --sampler_preset, with
             their ratios (bench/samplers.py's measurement).
-  train     the --train_preset NTM and FM (on all local chips, the preset's mesh), each trained for as many steps as --train_s seconds
-            allow at its measured step time (compile excluded), then ShapesEval of the NTM's
-            full-NF sampler and FM's Euler sampler at the preset's T (suite.sample_quality).
+  train     the --train_preset NTM and FM (on all local chips, the preset's mesh), each trained
+            for as many steps as --train_s seconds allow at its measured step time (compile
+            excluded; --smoke: 3 steps, uncalibrated), then ShapesEval of the NTM's full-NF
+            sampler and FM's Euler sampler at the preset's T (suite.sample_quality).
 """
 
 import argparse
@@ -114,9 +115,13 @@ def _steps_for(config, seconds: float, repeats: int) -> tuple:
 
 
 def train_and_score(get_config, preset: str, sampler: str, seconds: float, repeats: int,
-                    workdir: str, smoke: bool) -> dict:
+                    workdir: str, smoke: bool, fixed_steps: int = 0) -> dict:
+  """Trains the preset for as many steps as `seconds` allow (or `fixed_steps`, without the
+  calibration: the loop's step has the schedule's length baked in, so calibrating compiles a
+  second step), then scores its samples."""
   config = get_config(preset)
-  num_steps, step_s = _steps_for(config, seconds, repeats)
+  num_steps, step_s = ((fixed_steps, None) if fixed_steps else
+                       _steps_for(config, seconds, repeats))
   config.train.update(num_steps=num_steps, checkpoint_every=num_steps, sample_every=0,
                       eval_every=0)
   config.optim.warmup_steps = min(config.optim.warmup_steps, max(1, num_steps // 10))
@@ -129,7 +134,7 @@ def train_and_score(get_config, preset: str, sampler: str, seconds: float, repea
   quality = suite.sample_quality(config, workdir, rt, state.ema_params, [(sampler, None)])
   report = quality["shapes_eval"][0] if quality else {}
   return {"preset": preset, "method": config.method, "train_steps": num_steps,
-          "step_s": round(step_s, 4), "train_s_with_compile": round(train_s, 1),
+          "step_s": step_s and round(step_s, 4), "train_s_with_compile": round(train_s, 1),
           "sampler": sampler, "T": config.sample.num_steps,
           "shapes_eval": {k: v for k, v in report.items() if k in ("seen", "held_out",
                                                                    "prompts", "suite")}}
@@ -154,13 +159,15 @@ def main():
   parser.add_argument("--sampler_batch", type=int, default=64)
   parser.add_argument("--train_preset", default="small")
   parser.add_argument("--train_s", type=float, default=75.0, help="training seconds per model")
+  parser.add_argument("--train_steps", type=int, default=0,
+                      help="train this many steps instead of calibrating to --train_s")
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--workdir", default="", help="the two training runs (default: a temp dir)")
   parser.add_argument("--sections", default="mfu,samplers,train")
   args = parser.parse_args()
   if args.smoke:
     args.mfu_candidates, args.sampler_preset, args.train_preset = "micro:8", "micro", "micro"
-    args.sampler_batch, args.train_s, args.repeats = 4, 1.0, 2
+    args.sampler_batch, args.train_steps, args.repeats = 4, 3, 2
   flags.FLAGS.mark_as_parsed()  # grain reads absl flags
   logging.set_verbosity(logging.WARNING)
   candidates = [(c.split(":")[0], int(c.split(":")[1])) for c in args.mfu_candidates.split(",")]
@@ -179,7 +186,7 @@ def main():
                                       ("train_fm", fm_configs.get_config, "euler")):
       _timed(name, lambda g=get_config, s=sampler, n=name: train_and_score(
           g, args.train_preset, s, args.train_s, args.repeats, os.path.join(workdir, n),
-          args.smoke), out)
+          args.smoke, args.train_steps), out)
   print(json.dumps(out, indent=1))
 
 
