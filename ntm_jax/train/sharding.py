@@ -28,9 +28,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from ntm_jax import layers
 
 BATCH_AXES = layers.BATCH_AXES
-
-
-MESH_AXES = layers.BATCH_AXES + (layers.TENSOR_AXIS,)
+MESH_AXES = BATCH_AXES + (layers.TENSOR_AXIS,)
 
 
 def mesh_shape(config: ml_collections.ConfigDict, num_devices: int) -> tuple:
