@@ -159,6 +159,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
       peak_lr=1e-4,  # AdamW peak learning rate (5e-5 when finetuning)
       end_lr=1e-6,  # cosine schedule floor
       warmup_steps=5_000,  # linear warmup
+      schedule_steps=0,  # step the cosine reaches end_lr (0: train.num_steps)
       b1=0.9,  # AdamW beta1
       b2=0.95,  # AdamW beta2
       weight_decay=1e-4,  # decoupled weight decay
@@ -191,8 +192,8 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
       t_min_range=(0.0, 0.05),  # t_min ~ U[lo, hi] of the distilled trajectories
       clip_percentile=0.0,  # clip the score at this percentile of |grad| per example (0: off)
       optim=dict(
-          peak_lr=1e-4, end_lr=1e-6, warmup_steps=1_000, b1=0.9, b2=0.95, weight_decay=1e-4,
-          grad_clip=1.0, ema_decay=0.999, max_consecutive_nonfinite=10,
+          peak_lr=1e-4, end_lr=1e-6, warmup_steps=1_000, schedule_steps=0, b1=0.9, b2=0.95,
+          weight_decay=1e-4, grad_clip=1.0, ema_decay=0.999, max_consecutive_nonfinite=10,
       ),  # same meaning as config.optim
       train=dict(
           batch_size=256, num_steps=20_000, log_every=100, checkpoint_every=2_000,

@@ -380,3 +380,12 @@ def test_path_rules_keep_matching_parameters_replicated():
   paths = [sharding.path_string(p) for p, _ in jax.tree_util.tree_flatten_with_path(shapes)[0]]
   assert "params/predictor/backbone/embed/bias" in paths
   assert "params/predictor/backbone/transformer/layers/mlp/fc1/kernel" in paths
+
+
+def test_schedule_steps_stretch_the_cosine_beyond_training():
+  from ml_collections import ConfigDict  # pylint: disable=g-import-not-at-top
+  from ntm_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
+  optim = ConfigDict({"peak_lr": 1.0, "end_lr": 0.0, "warmup_steps": 10, "schedule_steps": 0})
+  assert float(state_lib.lr_schedule(optim, 110)(110)) == pytest.approx(0.0, abs=1e-6)
+  optim.schedule_steps = 210  # stops halfway down the cosine: cos(pi / 2) -> half the peak
+  assert float(state_lib.lr_schedule(optim, 110)(110)) == pytest.approx(0.5, abs=1e-6)
