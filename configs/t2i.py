@@ -27,7 +27,8 @@ used the hashed encoder: add --config.model.text_encoder.kind=hashed to reproduc
          PSNR 38.8 dB; ShapesEval on its reconstructions 0.999). 9,500 steps, 57.5 min on one
          core. ShapesEval seen overall at 4 steps: 0.089 from scratch, 0.211 started from the
          flow-matching run (configs/ntm_from_fm.py:shapes_latent); FM Euler 4 / 50: 0.303 /
-         0.396 (BENCHMARKS.md, Latent space).
+         0.396 under the same full cosine, 0.423 / 0.533 with configs/fm.py's longer one
+         (BENCHMARKS.md, Latent space).
   small: not yet measured: by FLOP count a step costs ~200x a tiny one (16x the tokens), so its
          50,000 steps need an accelerator (sized for one GPU).
   micro: smoke tests only.
