@@ -62,14 +62,15 @@ def parse_sweep(items):
 
 
 def work_units(config, overrides, sweep):
-  """One override dict per work unit: the fixed overrides, then one point of the sweep grid.
-  Each is applied to a copy of the config, so a missing key or wrong type fails before launch."""
+  """One override dict per work unit: the fixed overrides (already checked by ml_collections),
+  then one point of the sweep grid, applied to a copy of the config so that a missing key or
+  wrong type fails before launch."""
   keys = [key for key, _ in sweep]
   units = []
   for point in itertools.product(*(values for _, values in sweep)):
-    unit = {**overrides, **dict(zip(keys, point))}
-    config_files.apply_overrides(copy.deepcopy(config), [f"{k}={v!r}" for k, v in unit.items()])
-    units.append(unit)
+    point = dict(zip(keys, point))
+    config_files.apply_overrides(copy.deepcopy(config), [f"{k}={v!r}" for k, v in point.items()])
+    units.append({**overrides, **point})
   return units
 
 

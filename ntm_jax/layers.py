@@ -144,9 +144,10 @@ TENSOR_AXIS = "tensor"  # the mesh axis attention heads and MLP hidden units are
 
 def constrain(x, tensor_axis=None):
   """x held split over the mesh when traced under jax.set_mesh (Runtime.on_mesh: the train,
-  likelihood, distillation and sampling steps); otherwise x unchanged. Its leading (batch) axis over BATCH_AXES; with tensor_axis, that axis over
-  TENSOR_AXIS (heads, MLP hidden units); without, x is replicated over TENSOR_AXIS (the residual
-  stream of Megatron-style tensor parallelism). An axis that does not divide is left to XLA.
+  likelihood, distillation and sampling steps); otherwise x unchanged. Its leading (batch)
+  axis over BATCH_AXES; with tensor_axis, that axis over TENSOR_AXIS (heads, MLP hidden
+  units); without, x is replicated over TENSOR_AXIS (the residual stream of Megatron-style
+  tensor parallelism). An axis that does not divide is left to XLA.
 
   With FSDP the batch and the weights are split over the same axis. Left to itself, XLA's
   partitioner may gather the whole batch's activations on every device instead of gathering

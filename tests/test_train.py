@@ -357,7 +357,8 @@ def test_hybrid_mesh_puts_the_data_axis_across_slices():
   devices = [types.SimpleNamespace(id=i, slice_index=i // 4, process_index=0,
                                    platform=cpu.platform, device_kind=cpu.device_kind)
              for i in range(8)]
-  grid = sharding.mesh_utils.create_hybrid_device_mesh((1, 2, 2), (2, 1, 1), devices)
+  grid = sharding.device_grid(
+      ConfigDict({"data": 2, "fsdp": 2, "tensor": 2, "dcn_data": 2}), devices)
   assert grid.shape == (2, 2, 2)
   assert {d.slice_index for d in grid[0].ravel()} == {0}
   assert {d.slice_index for d in grid[1].ravel()} == {1}

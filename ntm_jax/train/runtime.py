@@ -95,8 +95,7 @@ class Runtime:
     """The train step of T = num_steps lowered ahead of time for these (possibly abstract)
     arguments: .compile() gives the executable, its cost_analysis() and memory_analysis(),
     without allocating a state; compiled(state, batch, rt.fm_params) runs it."""
-    with jax.set_mesh(self.mesh):
-      return self._jitted_train_step(num_steps).lower(state, batch, self.fm_params)
+    return self.on_mesh(self._jitted_train_step(num_steps).lower)(state, batch, self.fm_params)
 
   def eval_step(self, num_steps: int) -> Callable:
     if num_steps not in self._eval_steps:

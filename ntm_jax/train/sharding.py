@@ -52,21 +52,26 @@ def mesh_shape(config: ml_collections.ConfigDict, num_devices: int) -> tuple:
 
 
 def make_mesh(config: ml_collections.ConfigDict, devices=None) -> Mesh:
-  """A ('data', 'fsdp', 'tensor') mesh over `devices` (default: all), in the order
-  mesh_utils picks for the topology. With mesh.dcn_data = S > 1 the data axis spans S slices
-  (or processes, where devices carry no slice index) over the data-centre network, and every
-  other axis stays inside a slice."""
+  """A ('data', 'fsdp', 'tensor') mesh over `devices` (default: all), laid out by device_grid."""
   devices = list(devices if devices is not None else jax.devices())
+  return Mesh(device_grid(config, devices), MESH_AXES)
+
+
+def device_grid(config: ml_collections.ConfigDict, devices: list):
+  """The devices as a (data, fsdp, tensor) array in the order mesh_utils picks for the
+  topology. With mesh.dcn_data = S > 1 the data axis spans S slices (or processes, where
+  devices carry no slice index) over the data-centre network, and every other axis stays
+  inside a slice."""
   shape = mesh_shape(config, len(devices))
   slices = config.get("dcn_data", 1)
   if slices == 1:
-    return Mesh(mesh_utils.create_device_mesh(shape, devices), MESH_AXES)
+    return mesh_utils.create_device_mesh(shape, devices)
   if shape[0] % slices:
     raise ValueError(f"mesh.dcn_data={slices} must divide the data axis ({shape[0]})")
   per_slice = (shape[0] // slices,) + shape[1:]
   by_process = not hasattr(devices[0], "slice_index")
-  return Mesh(mesh_utils.create_hybrid_device_mesh(per_slice, (slices, 1, 1), devices,
-                                                   process_is_granule=by_process), MESH_AXES)
+  return mesh_utils.create_hybrid_device_mesh(per_slice, (slices, 1, 1), devices,
+                                              process_is_granule=by_process)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
