@@ -8,8 +8,14 @@
   workers and the subprocesses the tests start (through the environment): what one process
   compiled, another loads. Entries are keyed by the program, JAX version and flags, so a stale
   one is never used.
+* Python's garbage collector is tuned for tracing: JAX builds many short-lived objects per trace,
+  and with the default thresholds every full collection walks the whole imported stack. The
+  modules are frozen out of collection after import and collections run less often: 5-10% off
+  tracing-heavy tests (tests/test_ntm.py + tests/test_distill.py on one core, cold cache: 111-120 s
+  before, 105-106 s after).
 """
 
+import gc
 import os
 import tempfile
 
@@ -24,3 +30,9 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # at l
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")  # compiles take < 1 s
 
 flags.FLAGS.mark_as_parsed()
+
+
+def pytest_collection_finish(session):  # pylint: disable=unused-argument
+  gc.collect()
+  gc.freeze()  # everything imported so far lives as long as the session
+  gc.set_threshold(100_000, 50, 1_000)
