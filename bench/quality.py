@@ -8,7 +8,9 @@ the flow-matching baseline at 4 and 50 Euler steps, on the likelihood report and
   python bench/quality.py --preset=shapes_latent --ntm_workdir=DIR --fm_workdir=DIR \
       --ntm_from_fm_workdir=DIR --set=latent.autoencoder_workdir=AE_DIR
 
---ntm_from_fm_workdir adds an NTM trained with configs/ntm_from_fm.py. Any of the runs may be
+--ntm_from_fm_workdir adds an NTM trained with configs/ntm_from_fm.py. --set overrides apply to
+every run, --ntm_set / --ntm_from_fm_set / --fm_set to one (sampling settings chosen per model,
+e.g. --ntm_set=sample.guidance=6.0). Any of the runs may be
 left out (e.g. --fm_workdir alone, for points of a training curve); --fm_rows picks the FM
 samplers and step counts. The NTM's fast sampler is included when its workdir holds a distilled denoiser.
 All runs are scored by one classifier (--classifier_dir, default FIRST_WORKDIR/classifier;
@@ -37,10 +39,10 @@ from ntm_jax.train import checkpointing
 from ntm_jax.train import distill
 
 
-def _config(get_config, args):
-  """The preset's config with the --set KEY=VALUE overrides (values as Python literals or
-  strings)."""
-  return config_files.apply_overrides(get_config(args.preset), args.set)
+def _config(get_config, args, run_overrides):
+  """The preset's config with the --set KEY=VALUE overrides, then the run's own (values as
+  Python literals or strings)."""
+  return config_files.apply_overrides(get_config(args.preset), args.set + run_overrides)
 
 
 def _run(config, workdir: str, samplers, args) -> dict:
@@ -96,6 +98,9 @@ def main():
   parser.add_argument("--classifier_dir", default="")
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="config override for every run, e.g. data.fashion_mnist_dir=DIR")
+  for run in ("ntm", "ntm_from_fm", "fm"):
+    parser.add_argument(f"--{run}_set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"config override for the {run} run only, after --set")
   args = parser.parse_args()
   flags.FLAGS.mark_as_parsed()  # grain reads absl flags
   logging.set_verbosity(logging.WARNING)
@@ -106,13 +111,14 @@ def main():
   ntm_samplers = lambda workdir: [(name, 4) for name in args.ntm_samplers.split(",")] + (
       [("fast", 4)] if distill.has_denoiser(workdir) else [])
   runs = {}
-  for name, get_config, workdir in (("ntm", t2i.get_config, args.ntm_workdir),
-                                    ("ntm_from_fm", ntm_from_fm.get_config,
-                                     args.ntm_from_fm_workdir)):
+  for name, get_config, workdir, overrides in (
+      ("ntm", t2i.get_config, args.ntm_workdir, args.ntm_set),
+      ("ntm_from_fm", ntm_from_fm.get_config, args.ntm_from_fm_workdir, args.ntm_from_fm_set)):
     if workdir:
-      runs[name] = _run(_config(get_config, args), workdir, ntm_samplers(workdir), args)
+      runs[name] = _run(_config(get_config, args, overrides), workdir, ntm_samplers(workdir),
+                        args)
   if args.fm_workdir:
-    runs["fm"] = _run(_config(fm_configs.get_config, args), args.fm_workdir,
+    runs["fm"] = _run(_config(fm_configs.get_config, args, args.fm_set), args.fm_workdir,
                       [(name, int(t)) for name, t in
                        (row.split(":") for row in args.fm_rows.split(","))], args)
   print(json.dumps({"bench": "quality", "backend": jax.default_backend(), "preset": args.preset,

@@ -72,3 +72,15 @@ def test_paper_scale_train_step_lowers_on_eight_fake_devices():
   # Every Transformer layer stack keeps its activations split over (data, fsdp): without it XLA
   # planned ~55 GiB more per device at 64 devices (BENCHMARKS.md, paper scale).
   assert out["batch_sharding_constraints"] >= 6
+
+
+def test_quality_overrides_apply_to_every_run_then_to_one():
+  import argparse  # pylint: disable=g-import-not-at-top
+  import quality  # pylint: disable=g-import-not-at-top
+  from configs import fm  # pylint: disable=g-import-not-at-top
+  from configs import t2i  # pylint: disable=g-import-not-at-top
+  args = argparse.Namespace(preset="micro", set=["sample.guidance=5.0", "sample.t_min=0.1"])
+  ntm = quality._config(t2i.get_config, args, ["sample.guidance=7.0"])  # pylint: disable=protected-access
+  baseline = quality._config(fm.get_config, args, [])  # pylint: disable=protected-access
+  assert (ntm.sample.guidance, ntm.sample.t_min) == (7.0, 0.1)
+  assert (baseline.sample.guidance, baseline.sample.t_min) == (5.0, 0.1)
