@@ -79,8 +79,9 @@ def test_quality_overrides_apply_to_every_run_then_to_one():
   import quality  # pylint: disable=g-import-not-at-top
   from configs import fm  # pylint: disable=g-import-not-at-top
   from configs import t2i  # pylint: disable=g-import-not-at-top
+  # pylint: disable=protected-access
   args = argparse.Namespace(preset="micro", set=["sample.guidance=5.0", "sample.t_min=0.1"])
-  ntm = quality._config(t2i.get_config, args, ["sample.guidance=7.0"])  # pylint: disable=protected-access
-  baseline = quality._config(fm.get_config, args, [])  # pylint: disable=protected-access
+  ntm = quality._config(t2i.get_config, args, ["sample.guidance=7.0"])
+  baseline = quality._config(fm.get_config, args, [])
   assert (ntm.sample.guidance, ntm.sample.t_min) == (7.0, 0.1)
   assert (baseline.sample.guidance, baseline.sample.t_min) == (5.0, 0.1)
