@@ -30,6 +30,7 @@ def get_config(preset: str = ""):
   elif preset == "shapes_latent":  # after configs/fm.py:shapes_latent's 12,000 steps
     config.train.update(num_steps=3_000, sample_every=1_000, eval_every=1_000)
     # Its best guidance on noise seed 1 (w 3 / 4 / 5 / 6 / 8 / 11: ShapesEval seen 0.368 / 0.387
-    # / 0.389 / 0.397 / 0.391 / 0.365 at temperature 1.5); on seed 0, 0.383 (BENCHMARKS.md).
+    # / 0.389 / 0.397 / 0.391 / 0.365 at temperature 1.5); on seed 0 with the last step at
+    # temperature 1, 0.400 (BENCHMARKS.md).
     config.sample.guidance = 6.0
   return config

@@ -25,8 +25,8 @@ used the hashed encoder: add --config.model.text_encoder.kind=hashed to reproduc
          denoising to 29.5 dB on the demo prompts (BENCHMARKS.md).
   shapes_latent: 32x32 shapes as 8x8x4 latents of configs/autoencoder.py:shapes_latent (held-out
          PSNR 38.8 dB; ShapesEval on its reconstructions 0.999). 9,500 steps, 57.5 min on one
-         core. ShapesEval seen overall at 4 steps (temperature 1.5): 0.149 from scratch, 0.383
-         started from configs/fm.py's run (configs/ntm_from_fm.py:shapes_latent, guidance 6);
+         core. ShapesEval seen overall at 4 steps (temperature 1.5, last step 1): 0.160 from
+         scratch, 0.400 started from configs/fm.py's run (configs/ntm_from_fm.py:shapes_latent);
          FM Euler 4 / 50: 0.423 / 0.533 (BENCHMARKS.md, Latent space).
   small: not yet measured: by FLOP count a step costs ~200x a tiny one (16x the tokens), so its
          50,000 steps need an accelerator (sized for one GPU).
