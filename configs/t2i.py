@@ -374,10 +374,10 @@ def _shapes_latent(config):
                       eval_every=2_000)
   # The Gaussian steps' noise 1.5x the model's own but for the last step's (NTM and FM
   # posterior samplers; FM's ODE samplers have none). At 1 a fifth of the NTM's samples came out
-  # blank. Chosen on noise seed 1: ShapesEval seen overall at 4 steps, temperature 1 -> 1.5 ->
-  # 1.5 with the last step at 1: NTM from FM 0.332 -> 0.397 -> 0.419 (guidance 6); NTM from
-  # scratch 0.084 -> 0.167 -> 0.167; FM posterior (1.5 -> last step at 1) 0.430 -> 0.430.
-  # On seed 0 the table of BENCHMARKS.md, Latent space.
+  # blank. Chosen on noise seed 1, ShapesEval seen overall at 4 steps: temperature 1 -> 1.5,
+  # NTM from FM 0.332 -> 0.368 (guidance 3), NTM from scratch 0.084 -> 0.167; then the last step
+  # at 1: NTM from FM 0.397 -> 0.419 (guidance 6), scratch 0.167 and FM posterior 0.430
+  # unchanged. On seed 0: the table of BENCHMARKS.md, Latent space.
   config.sample.update(temperature=1.5, final_temperature=1.0)
 
 
