@@ -69,7 +69,7 @@ def abstract_model(config: ml_collections.ConfigDict):
 def lr_schedule(optim: ml_collections.ConfigDict, num_steps: int) -> optax.Schedule:
   """Linear warmup to peak_lr, cosine decay to end_lr at step optim.schedule_steps (0: at
   num_steps, the end of training; longer: training stops before the decay ends)."""
-  length = optim.get("schedule_steps", 0) or num_steps
+  length = optim.schedule_steps or num_steps
   return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=optim.peak_lr, warmup_steps=optim.warmup_steps,
       decay_steps=max(length, optim.warmup_steps + 1), end_value=optim.end_lr)
