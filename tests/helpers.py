@@ -90,6 +90,6 @@ def write_synthetic_mnist(path, train: int = 600, valid: int = 100, test: int = 
   for seed, count in enumerate((train, valid, test)):
     images, labels = synthetic_class_images(seed, count)
     parts.append(((images.reshape(count, -1) / 256.0).astype(np.float32), labels))
-  with gzip.open(path, "wb") as f:
+  with gzip.open(path, "wb", compresslevel=1) as f:  # 0.03 s; the default level 9 took 2.5 s
     pickle.dump(tuple(parts), f)
   return str(path)
