@@ -46,8 +46,10 @@ setuptools.setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         # nbclient + ipykernel execute notebooks/colab_tpu.ipynb (tests/test_notebook.py).
+        # zstandard: JAX's persistent compilation cache, which the tests share, compresses its
+        # entries with it instead of zlib (BENCHMARKS.md, "Test suite time").
         "test": ["pytest==8.4.2", "pytest-xdist==3.8.0", "nbclient==0.10.2", "nbformat==5.11.1",
-                 "ipykernel==7.4.0"],
+                 "ipykernel==7.4.0", "zstandard==0.25.0"],
         "tpu": ["jax[tpu]==0.10.2"],  # libtpu for Cloud TPU VMs (launch/tpu_pod.sh)
         "cuda": ["jax[cuda12]==0.10.2"],  # CUDA 12 plugin and libraries (launch/slurm_gpu.sbatch)
         # launch/xm_launch.py (its --dry_run needs none of it); pip takes minutes to resolve it.
