@@ -23,13 +23,19 @@ def test_log_prob_of_every_step_is_the_trajectory_nll_factor(model):
   images = jax.random.uniform(jax.random.key(0), (BATCH,) + model.image_shape, minval=-1.0,
                               maxval=1.0)
   text, mask = random_text(0, BATCH, dim=model.text_dim)
-  times = trajectory.shifted_schedule(4, jnp.array([0.0, 0.02, 0.05]), model.num_tokens)
-  x = trajectory.forward_trajectory(jax.random.key(1), model.tokens(images), times)
-  level_nll = ntm.nll_of_trajectory(model, x, times, text, mask)["level_nll"]
-  for k in range(4):
-    step = distributions.step_distribution(model, x[:, k + 1], times[:, k + 1], times[:, k],
-                                           text, mask, num_steps=4)
-    np.testing.assert_allclose(-step.log_prob(x[:, k]), level_nll[:, k], rtol=1e-5, atol=1e-4)
+
+  @jax.jit
+  def factors(images, text, mask):
+    """(the NLL factor of each level from its step distribution, from the likelihood)."""
+    times = trajectory.shifted_schedule(4, jnp.array([0.0, 0.02, 0.05]), model.num_tokens)
+    x = trajectory.forward_trajectory(jax.random.key(1), model.tokens(images), times)
+    steps = [distributions.step_distribution(model, x[:, k + 1], times[:, k + 1], times[:, k],
+                                             text, mask, num_steps=4) for k in range(4)]
+    from_steps = jnp.stack([-step.log_prob(x[:, k]) for k, step in enumerate(steps)], axis=1)
+    return from_steps, ntm.nll_of_trajectory(model, x, times, text, mask)["level_nll"][:, :4]
+
+  from_steps, level_nll = factors(images, text, mask)
+  np.testing.assert_allclose(from_steps, level_nll, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("guidance", [0.0, 2.0])
@@ -38,15 +44,21 @@ def test_sample_is_the_full_nf_samplers_step(model, guidance):
   sampled with the step's key, gives the sampler's image."""
   text, mask = random_text(1, BATCH, dim=model.text_dim)
   rng, t_min = jax.random.key(7), 0.05
-  images = ntm.sample(model, rng, text, mask, num_steps=1, guidance=guidance, t_min=t_min)
-  rng_init, rng_steps = jax.random.split(rng)  # ntm.gaussian_chain's split
-  x_top = jax.random.normal(rng_init, (BATCH, model.num_tokens, model.channels))
-  times = trajectory.shifted_schedule(1, t_min, model.num_tokens)
-  full = lambda v: jnp.full((BATCH,), v, jnp.float32)
-  step = distributions.step_distribution(model, x_top, full(times[1]), full(times[0]), text,
-                                         mask, num_steps=1, guidance=guidance)
-  x = step.sample(seed=jax.random.split(rng_steps, 1)[0])
-  np.testing.assert_allclose(model.images(x), images, atol=1e-5)
+
+  @jax.jit
+  def both(rng, text, mask):
+    """(the sampler's image, the image of one draw from the step distribution)."""
+    images = ntm.sample(model, rng, text, mask, num_steps=1, guidance=guidance, t_min=t_min)
+    rng_init, rng_steps = jax.random.split(rng)  # ntm.gaussian_chain's split
+    x_top = jax.random.normal(rng_init, (BATCH, model.num_tokens, model.channels))
+    times = trajectory.shifted_schedule(1, t_min, model.num_tokens)
+    full = lambda v: jnp.full((BATCH,), v, jnp.float32)
+    step = distributions.step_distribution(model, x_top, full(times[1]), full(times[0]), text,
+                                           mask, num_steps=1, guidance=guidance)
+    return images, model.images(step.sample(seed=jax.random.split(rng_steps, 1)[0]))
+
+  images, from_step = both(rng, text, mask)
+  np.testing.assert_allclose(from_step, images, atol=1e-5)
 
 
 def test_bijector_round_trip_and_log_dets(model):

@@ -66,7 +66,8 @@ def test_nll_equals_sum_of_independently_computed_factor_densities(model):
 
 def test_trajectory_nll_is_nll_of_its_sampled_trajectory(model):
   images, text, mask = data(model)
-  out = ntm.trajectory_nll(model, images, text, mask, jax.random.key(5), num_steps=4)
+  out = jax.jit(lambda *args: ntm.trajectory_nll(model, *args, jax.random.key(5), num_steps=4))(
+      images, text, mask)
   assert out["level_nll"].shape == (BATCH, 5) and out["times"].shape == (BATCH, 5)
   assert np.isfinite(out["nll"]).all()
   np.testing.assert_allclose(out["nll"], out["level_nll"].sum(1), rtol=1e-6)
@@ -105,7 +106,8 @@ def test_pair_wise_is_an_unbiased_estimate_of_the_trajectory_nll(model):
 
 def test_pair_wise_draws_t_per_example_from_the_set(model):
   images, text, mask = data(model, batch=64)
-  out = ntm.pair_wise_nll(model, images, text, mask, jax.random.key(2), num_steps_set=(4, 8, 16))
+  out = jax.jit(lambda *args: ntm.pair_wise_nll(model, *args, jax.random.key(2),
+                                                num_steps_set=(4, 8, 16)))(images, text, mask)
   assert set(np.unique(out["num_steps"])) == {4.0, 8.0, 16.0}
   assert (out["level"] < out["num_steps"]).all() and (out["level"] >= 0).all()
   assert np.isfinite(out["factor"]).all()
@@ -145,11 +147,16 @@ def test_sampler_with_guidance_zero_uses_the_conditional_predictor(model):
   _, text, mask = data(model)
   u = jax.random.normal(jax.random.key(0), (BATCH, model.num_tokens, model.channels))
   t, s, steps = jnp.full((BATCH,), 0.6), jnp.full((BATCH,), 0.3), jnp.full((BATCH,), 4.0)
-  guided = ntm.guided_prediction(model, u, t, s, steps, text, mask, 0.0)
-  plain = model.predictor(u, t, s, steps, text, mask)
-  np.testing.assert_array_equal(guided[0], plain[0])
-  strong = ntm.guided_prediction(model, u, t, s, steps, text, mask, 3.0)
-  assert np.abs(strong[0] - plain[0]).max() > 1e-3
+
+  @jax.jit
+  def means(u, t, s, steps, text, mask):
+    return (ntm.guided_prediction(model, u, t, s, steps, text, mask, 0.0)[0],
+            model.predictor(u, t, s, steps, text, mask)[0],
+            ntm.guided_prediction(model, u, t, s, steps, text, mask, 3.0)[0])
+
+  guided, plain, strong = means(u, t, s, steps, text, mask)
+  np.testing.assert_array_equal(guided, plain)
+  assert np.abs(strong - plain).max() > 1e-3
 
 
 @pytest.mark.parametrize("guidance", [0.0, 2.0])

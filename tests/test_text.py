@@ -57,6 +57,11 @@ def bert():
   return minilm.load()
 
 
+# One compiled program per call shape; an eager forward pass compiles every op on its own.
+forward = nnx.jit(lambda model, tokens: model(tokens))
+forward_with_embeddings = nnx.jit(lambda model, tokens: model(tokens, with_embeddings=True))
+
+
 def numpy_bert(weights: dict, tokens: np.ndarray) -> np.ndarray:
   """BERT written from the Hugging Face formulas, in float64 numpy, from the raw checkpoint."""
   w = {k: v.astype(np.float64) for k, v in weights.items()}
@@ -91,7 +96,7 @@ def numpy_bert(weights: dict, tokens: np.ndarray) -> np.ndarray:
 def test_minilm_matches_an_independent_numpy_bert_on_padded_captions(bert):
   tokens = minilm.WordPieceTokenizer(12).encode(CAPTIONS)
   assert (tokens == 0).any(axis=1).all()  # every caption is padded
-  ours = np.asarray(nnx.jit(lambda m, t: m(t))(bert, jnp.asarray(tokens)))
+  ours = np.asarray(forward(bert, jnp.asarray(tokens)))
   reference = numpy_bert(minilm.read_weights(), tokens)
   visible = tokens != 0  # an empty caption's states are never read (null condition)
   assert np.abs(ours - reference)[visible].max() <= 1e-4
@@ -117,7 +122,7 @@ def test_token_ids_are_what_tokenizer_json_gives_for_the_demo_prompts():
 def test_pooled_embeddings_know_that_crimson_is_a_red(bert):
   tokens = jnp.asarray(minilm.WordPieceTokenizer(12).encode(
       ["a crimson circle", "a red circle", "three blue squares"]))
-  crimson, red, squares = np.asarray(minilm.pooled(bert(tokens), tokens))
+  crimson, red, squares = np.asarray(minilm.pooled(forward(bert, tokens), tokens))
   assert crimson @ red > crimson @ squares + 0.2
 
 
@@ -125,7 +130,7 @@ def test_cached_states_equal_a_direct_forward_and_encode_each_caption_once(bert)
   cache = text.CachedStates(bert, max_entries=3)
   tokens = minilm.WordPieceTokenizer(12).encode(CAPTIONS[:3] + CAPTIONS[:2])
   inputs = cache(tokens)
-  direct = np.asarray(bert(jnp.asarray(tokens)))
+  direct = np.asarray(forward(bert, jnp.asarray(tokens)))
   np.testing.assert_allclose(inputs["states"], direct, atol=1e-4)  # 8 padded rows vs 5: another XLA program
   np.testing.assert_array_equal(inputs["mask"], tokens != 0)
   assert len(cache) == 3
@@ -197,21 +202,24 @@ def test_minilm_runs_read_longer_padding_unchanged():
   mask = np.array([[True] * 4 + [False] * 2, [True] * 2 + [False] * 4])
   images = jax.random.uniform(jax.random.key(1), (2, 4, 4, 2), minval=-1.0, maxval=1.0)
 
-  def nll(length):
-    pad = ((0, 0), (0, length - 6))
-    text_input = {"states": np.pad(states, pad + ((0, 0),)), "mask": np.pad(mask, pad)}
+  @jax.jit
+  def nll_of(text_input):
     text, text_mask = text_to_image.encode_text(model, text_input)
     return ntm.trajectory_nll(model, images, text, text_mask, jax.random.key(2),
                               num_steps=4)["nll"]
+
+  def nll(length):
+    pad = ((0, 0), (0, length - 6))
+    return nll_of({"states": np.pad(states, pad + ((0, 0),)), "mask": np.pad(mask, pad)})
 
   np.testing.assert_allclose(nll(6), nll(11), rtol=1e-5)
 
 
 def test_final_plus_embeddings_appends_the_context_free_embedding_layer(bert):
   tokens = jnp.asarray(minilm.WordPieceTokenizer(8).encode(CAPTIONS[:2]))
-  both = bert(tokens, with_embeddings=True)
+  both = forward_with_embeddings(bert, tokens)
   assert both.shape == (2, 8, 2 * minilm.WIDTH)
-  np.testing.assert_allclose(both[..., :minilm.WIDTH], bert(tokens), atol=1e-5)
+  np.testing.assert_allclose(both[..., :minilm.WIDTH], forward(bert, tokens), atol=1e-5)
   # The embedding half of a word does not depend on its neighbours: "circle" at position 3.
   np.testing.assert_allclose(both[0, 3, minilm.WIDTH:], both[1, 3, minilm.WIDTH:], atol=1e-6)
   config = minilm_micro()
