@@ -42,8 +42,9 @@ def trained_two_class_model():
 def test_zero_shot_separates_two_trained_classes_and_scores_agree():
   model, captions = trained_two_class_model()
   images, labels = two_class_data(jax.random.key(1000), 64)
-  scores = zero_shot.caption_scores(model, images, captions, jnp.ones((2, 3), bool),
-                                    jax.random.key(3), num_steps=4, trajectories=3)
+  scores = jax.jit(lambda images, rng: zero_shot.caption_scores(
+      model, images, captions, jnp.ones((2, 3), bool), rng, num_steps=4, trajectories=3))(
+          images, jax.random.key(3))
   accuracy = zero_shot.accuracy_against_trajectories(scores, labels)
   assert float(accuracy["mean_trajectory_nll"][-1]) >= 0.9
   assert float(accuracy["importance_weighted_nll"][-1]) >= 0.9
