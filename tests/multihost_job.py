@@ -4,7 +4,7 @@
 
 1. (KILL_AT >= 0) three train steps on a fixed global batch, this process feeding its rows, and
    data-parallel samples of the result;
-2. (several processes) the training loop to 20 steps, process 1 sending itself a real SIGTERM
+2. (several processes) the training loop to 8 steps, process 1 sending itself a real SIGTERM
    after step KILL_AT (-1: never).
 Prints RESULT{json}. The test imports three_steps for its one-device reference.
 """
@@ -23,9 +23,7 @@ from configs import t2i
 def micro_config(data: int, fsdp: int):
   config = t2i.get_config("micro")
   config.mesh.update(data=data, fsdp=fsdp, min_shard_size=1)
-  # The preset's 20 steps: the one-device reference's train step is then the one other tests
-  # compile (the step has the schedule's length baked in), served by the compilation cache.
-  config.train.update(checkpoint_every=1000, log_every=4)
+  config.train.update(num_steps=8, checkpoint_every=1000, log_every=4)
   return config
 
 
