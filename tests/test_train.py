@@ -143,8 +143,10 @@ def test_score_mode_refuses_bad_settings(overrides, images, prompts, message):
 
 
 def test_loss_decreases_over_a_short_run():
-  losses = training_losses(micro(**{"train.num_steps": 60}), "loss", 60)
-  assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.3
+  # The preset's 20 steps, so the train step is the one the compilation cache holds. The NLL
+  # falls from 6.17 to 4.50 nats/dim (mean of the first and of the last 5 steps).
+  losses = training_losses(micro(), "loss", 20)
+  assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.3
 
 
 def test_non_finite_update_is_skipped_and_counted():
