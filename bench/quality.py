@@ -7,6 +7,7 @@ the flow-matching baseline at 4 and 50 Euler steps, on the likelihood report and
   python bench/quality.py --preset=fashion_mnist_tiny ... --set=data.fashion_mnist_dir=DIR
   python bench/quality.py --preset=shapes_latent --ntm_workdir=DIR --fm_workdir=DIR \
       --ntm_from_fm_workdir=DIR --set=latent.autoencoder_workdir=AE_DIR
+  python bench/quality.py --preset=emoji_latent ... (Inception FID / KID and retrieval)
 
 --ntm_from_fm_workdir adds an NTM trained with configs/ntm_from_fm.py. --set overrides apply to
 every run, --ntm_set / --ntm_from_fm_set / --fm_set to one (sampling settings chosen per model,
@@ -69,6 +70,12 @@ def _tables(runs: dict) -> list:
     entries = [e for name, run in runs.items() for e in renamed(run["shapes_eval"], name)]
     for split in ("seen", "held_out"):
       tables += [f"ShapesEval, {split}:", "", *reports.shapes_eval_table(entries, split), ""]
+  if "emoji" in first:
+    entries = [e for name, run in runs.items() for e in renamed(run["emoji"]["samplers"], name)]
+    for split in ("seen", "held_out"):
+      tables += [f"Emoji, {split} names:", "", *reports.emoji_table(entries, split), ""]
+    tables += ["Retrieval judge bounds:", "",
+               *reports.emoji_bounds_lines(first["emoji"]["retrieval_bounds"]), ""]
   if "class_metrics" in first:
     entries = [e for name, run in runs.items()
                for e in renamed(run["class_metrics"]["samplers"], name)]

@@ -22,4 +22,6 @@ def get_config(preset: str = ""):
     # ShapesEval Euler 50 at step 12,000 rose from 0.396 to 0.533 (seen), Euler 4 from 0.303 to
     # 0.423 (hashed text encoder; BENCHMARKS.md, Latent space).
     config.optim.schedule_steps = 30_000
+  if preset == "emoji_latent":  # with configs/ntm_from_fm.py's 2,000 steps, the NTM's wall-clock
+    config.train.num_steps = 8_000
   return config

@@ -37,4 +37,6 @@ def get_config(preset: str = ""):
     # nats/dim at step 50) and ends lower (held-out 2.936 against 2.965 latent nats/dim) with
     # samples as good (ShapesEval seen 0.395 against 0.400); the preset keeps the paper's start,
     # the FM posterior sampler itself (BENCHMARKS.md, "Where the finetuned steps lose").
+    if preset == "emoji_latent":
+      config.train.num_steps = 2_000
   return config

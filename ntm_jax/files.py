@@ -9,6 +9,7 @@ On several hosts every process computes the same outputs, and only process 0 wri
 go through orbax. process_0_first orders a write before the other hosts' reads.
 """
 
+import hashlib
 import json
 
 import jax
@@ -69,3 +70,10 @@ def write_png(name, image: Image.Image) -> None:
   writable_directory(path(name).parent)
   with path(name).open("wb") as f:
     image.save(f, format="PNG")
+
+
+def settings_tag(settings) -> str:
+  """A short hash of JSON-able settings, for output names: a call with other prompts or settings
+  writes new files, the same call again replaces its own identical output."""
+  text = json.dumps(settings, sort_keys=True, default=str)
+  return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]

@@ -98,7 +98,8 @@ def test_eval_mode_on_class_labelled_data_writes_the_class_metrics(mnist_config,
   assert entry["sampler"] == "full_nf" and entry["samples_per_class"] == 5
   assert 0.0 <= entry["class_accuracy"] <= 1.0 and np.isfinite(entry["frechet_distance"])
   assert entry["frechet_distance"] > metrics["real_floor"]  # 10 steps learn no digits
-  with open(tmp_path / "eval" / "report_step_00000010.md", encoding="utf-8") as f:
+  (markdown,) = (tmp_path / "eval").glob("report_step_00000010_*.md")
+  with open(markdown, encoding="utf-8") as f:
     text = f.read()
   assert "## Class metrics (5 samples per class" in text and "on mnist (40 steps)" in text
   assert "| full_nf | 4 |" in text

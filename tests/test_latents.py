@@ -147,12 +147,14 @@ def test_ntm_on_latents_trains_samples_distills_and_reports_latent_nats(trained_
   distill.distill(config, workdir)  # trajectory-denoised targets on latents
   _decoded_grid(os.path.join(distill.run_dir(workdir), "samples", "step_00000002.png"))
   config.eval.shapes_eval = False  # the fast sampler's decoding is in the distillation grid
-  report = files.read_json(suite.evaluate(config, workdir))
+  report_path = suite.evaluate(config, workdir)
+  report = files.read_json(report_path)
   assert report["latent"]["latent_shape"] == [4, 4, 4]
   assert "eval_T4/nll_nats_per_dim" in report["likelihood"]
   assert not any("8bit" in k for k in report["likelihood"])  # a pixel-only unit
   assert np.isfinite(report["latent"]["autoencoder_recon_psnr_db"])
-  markdown = files.path(os.path.join(workdir, "eval", "report_step_00000004.md")).read_text()
+  assert os.path.basename(report_path).startswith("report_step_00000004_")
+  markdown = files.path(report_path[:-len(".json")] + ".md").read_text()
   assert "latent nats/dim" in markdown
 
 

@@ -15,8 +15,10 @@ import pytest
 from PIL import Image
 
 from configs import t2i
+import test_emoji
 from helpers import train_batches, training_losses
 from ntm_jax import files
+from ntm_jax.evaluate import emoji_eval
 from ntm_jax.evaluate import sample as sample_lib
 from ntm_jax.evaluate import score
 from ntm_jax.evaluate import suite
@@ -69,6 +71,10 @@ def test_sample_mode_writes_a_grid_of_the_requested_size(trained):
     settings = json.load(f)
   assert settings["prompts"] == prompts and settings["guidance"] == 1.5
   assert settings["seed"] == 3 and settings["checkpoint_step"] == 20
+  # Other prompts write other files; the same call again replaces only its own output.
+  other = sample_lib.sample(config, workdir, prompts[:1])
+  assert other != path and os.path.exists(path) and os.path.exists(other)
+  assert sample_lib.sample(config, workdir, prompts[:1]) == other
 
 
 def test_sample_mode_with_trajectory_denoising(trained):
@@ -79,6 +85,31 @@ def test_sample_mode_with_trajectory_denoising(trained):
   assert Image.open(path).size == ((2 * 9 + 1) * 16, (1 * 9 + 1) * 16)
   with pytest.raises(ValueError, match="sample.sampler must be one of"):
     sample_lib.sample(micro(**{"sample.sampler": "magic"}), workdir, ["a red circle"])
+
+
+def test_emoji_sample_quality_reports_fid_kid_and_retrieval(trained, tmp_path):
+  workdir, _, _ = trained
+  config = micro(**{"data.source": "emoji",
+                    "data.emoji_dir": test_emoji.write_fixture(tmp_path / "emoji"),
+                    "eval.emoji.seen_names": 2, "eval.emoji.samples_per_name": 1,
+                    "eval.emoji.noise_images": 4, "eval.emoji.inception_batch_size": 4,
+                    "eval.emoji.fid_cache_dir": str(tmp_path / "fid")})
+  rt, state = checkpointing.restore_latest(config, workdir)
+  report = suite.sample_quality(config, workdir, rt, state.ema_params, [("full_nf", None)])
+  (entry,) = report["emoji"]["samplers"]
+  assert entry["seen"]["fid_images"] == 2 and entry["seen"]["fid_reference_images"] == 6
+  assert entry["held_out"]["fid_images"] == 2 and entry["held_out"]["fid_reference_images"] == 4
+  for split in ("seen", "held_out"):
+    assert np.isfinite(entry[split]["fid"]) and np.isfinite(entry[split]["kid"])
+    assert 0.0 <= entry[split]["name_top1"] <= entry[split]["name_top5"] <= 1.0
+  assert entry["images_per_s"] > 0
+  bounds = report["emoji"]["retrieval_bounds"]
+  assert set(bounds) == {"real_seen", "real_held_out", "noise"}
+  assert sorted(p.name for p in (tmp_path / "fid").iterdir()) == [
+      "emoji_v1_eval_8px_3ch.npz", "emoji_v1_train_8px_3ch.npz"]
+  config.eval.emoji.seen_names = 4
+  with pytest.raises(ValueError, match="the data has 3 seen names"):
+    emoji_eval.prompt_sets(config)
 
 
 def test_eval_mode_writes_the_likelihood_and_shapes_eval_reports(trained):
@@ -101,7 +132,7 @@ def test_eval_mode_writes_the_likelihood_and_shapes_eval_reports(trained):
 def test_score_mode_ranks_shapes_near_misses_and_classifies_given_images(trained, tmp_path):
   workdir, config, _ = trained
   path = score.score(config, workdir)
-  assert path.endswith(os.path.join("eval", "score_step_00000020.json"))
+  assert os.path.basename(path).startswith("score_step_00000020_") and path.endswith(".json")
   near = files.read_json(path)["near_misses"]
   assert near["prompts"] == 7 + 3 and near["renders"] == 1
   assert "seen colors" in near["ranked_first"] and "held_out composite" in near["ranked_first"]

@@ -55,6 +55,10 @@ def prompt_sets(config) -> dict:
   seen = sorted(set(sources.make_source(config.data, "train").captions))
   held_out = sorted(set(sources.make_source(config.data, "eval").captions))
   count = config.eval.emoji.seen_names
+  if not 0 < count <= len(seen):
+    raise ValueError(f"eval.emoji.seen_names={count}, but the data has {len(seen)} seen names: "
+                     "ask for at most that many (the FID would otherwise rest on fewer images "
+                     "than asked)")
   stride = max(1, len(seen) // count)
   return {"seen": seen[::stride][:count], "held_out": held_out}
 

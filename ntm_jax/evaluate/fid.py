@@ -75,6 +75,7 @@ def scores(real: np.ndarray, generated: np.ndarray, *, min_images: int = 2) -> d
                        f"{len(feats)}: sample more or lower the requested size")
   kid_mean, kid_std = kid(real, generated)
   return {"fid": fid(real, generated), "kid": kid_mean, "kid_std": kid_std,
+          "kid_subset_size": min(KID_SUBSET_SIZE, len(real), len(generated)),
           "fid_images": int(len(generated)), "fid_reference_images": int(len(real))}
 
 

@@ -53,6 +53,27 @@ def class_metrics_table(entries: list) -> list:
   return rows
 
 
+def emoji_table(entries: list, split: str) -> list:
+  """Markdown rows of the emoji report for the seen or held-out names: one row per sampler."""
+  rows = ["| sampler | T | FID | KID x 1e3 | images (reference) | name top-1 | name top-5 | "
+          "subcategory top-1 | images/s |", "|---|---|---|---|---|---|---|---|---|"]
+  for e in entries:
+    r = e[split]
+    rows.append(f"| {e['sampler']} | {e['num_steps']} | {r['fid']:.1f} | "
+                f"{1e3 * r['kid']:.1f} ± {1e3 * r['kid_std']:.1f} | {r['fid_images']} "
+                f"({r['fid_reference_images']}) | {r['name_top1']:.3f} | {r['name_top5']:.3f} | "
+                f"{r['subcategory_top1']:.3f} | {e['images_per_s']:.1f} |")
+  return rows
+
+
+def emoji_bounds_lines(bounds: dict) -> list:
+  """The retrieval judge's ceiling (real images, each left out of its own gallery) and floor."""
+  rows = ["| queries | name top-1 | name top-5 | subcategory top-1 |", "|---|---|---|---|"]
+  rows += [f"| {name.replace('_', ' ')} | {b['name_top1']:.3f} | {b['name_top5']:.3f} | "
+           f"{b['subcategory_top1']:.3f} |" for name, b in bounds.items()]
+  return rows
+
+
 def classifier_note(metrics: dict) -> str:
   """What the class-metrics numbers are measured with, and the real-vs-real distance floor."""
   c = metrics["classifier"]
@@ -111,6 +132,15 @@ def markdown(report: dict) -> str:
     lines += ["", f"## Class metrics ({first['samples_per_class']} samples per class, guidance "
               f"{first['guidance']:g}, t_min {first['t_min']:g})", "", classifier_note(metrics), "",
               *class_metrics_table(metrics["samplers"])]
+  if report.get("emoji"):
+    metrics = report["emoji"]
+    first = metrics["samplers"][0]
+    lines += ["", f"## Emoji ({first['samples_per_name']} samples per name, guidance "
+              f"{first['guidance']:g}; judge: {metrics['judge']})"]
+    for split, title in (("seen", "Seen names"), ("held_out", "Held-out names")):
+      lines += ["", f"### {title}", "", *emoji_table(metrics["samplers"], split)]
+    lines += ["", "### Retrieval judge: ceiling and floor", "",
+              *emoji_bounds_lines(metrics["retrieval_bounds"])]
   return "\n".join(lines) + "\n"
 
 

@@ -54,13 +54,13 @@ def sample(config: ml_collections.ConfigDict, workdir: str, prompts=None) -> str
   sampler, extra = make_sampler(config, workdir, rt, s)
   images = grids.sample_prompts(sampler, state.ema_params, text_lib.tokenizer_for(config), prompts,
                                 per_prompt=s.per_prompt, seed=s.seed, batch_size=s.batch_size)
-  stem = os.path.join(workdir, "samples", f"sample_step{step}_{s.sampler}_T{s.num_steps}_"
-                      f"w{s.guidance:g}_seed{s.seed}")
-  grids.save_png(stem + ".png", grids.make_grid(images, s.per_prompt),
-                 scale=max(1, 128 // images.shape[1]))
   settings = {"checkpoint_step": step, **extra, "prompts": prompts, "per_prompt": s.per_prompt,
               **sampling.report_settings(s),
               "grid": "one row per prompt, one column per sample"}
+  stem = os.path.join(workdir, "samples", f"sample_step{step}_{s.sampler}_T{s.num_steps}_"
+                      f"w{s.guidance:g}_seed{s.seed}_{files.settings_tag(settings)}")
+  grids.save_png(stem + ".png", grids.make_grid(images, s.per_prompt),
+                 scale=max(1, 128 // images.shape[1]))
   files.write_json(stem + ".json", settings)
   logging.info("Wrote %s.png and .json", stem)
   return stem + ".png"

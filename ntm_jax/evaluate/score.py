@@ -6,8 +6,9 @@
   * --images with --prompts: the given image files against the given captions, per image the
     NLL under every caption and p(caption | image) by Bayes' rule with equal priors.
 
-Writes workdir/eval/score_step_N (held-out suites) or score_images_step_N (--images), .json and
-.md, from the latest checkpoint's EMA parameters.
+Writes workdir/eval/score_step_N_TAG (held-out suites) or score_images_step_N_TAG (--images),
+.json and .md, from the latest checkpoint's EMA parameters; TAG hashes the score settings, images
+and prompts, so another call never overwrites this one.
 """
 
 import glob
@@ -144,7 +145,9 @@ def score(config: ml_collections.ConfigDict, workdir: str, images=None, prompts=
     report["images"] = image_scores(rt, model, config, images, prompts, tokenizer)
   else:
     report.update(held_out_scores(rt, model, config, tokenizer))
-  stem = os.path.join(workdir, "eval", f"score{'_images' if images else ''}_step_{step:08d}")
+  tag = files.settings_tag([config.score.to_dict(), images, prompts])
+  stem = os.path.join(workdir, "eval",
+                      f"score{'_images' if images else ''}_step_{step:08d}_{tag}")
   files.write_json(stem + ".json", report)
   files.write_text(stem + ".md", markdown(report))
   logging.info("Zero-shot scores: %s.md", stem)
