@@ -6,8 +6,14 @@ ShapesEval or, on MNIST-family data, classifier class metrics; JSON + markdown),
 classification by the exact likelihood: held-out class images or shapes near misses, or --images
 against --prompts; JSON + markdown).
 Config values are overridden with --config.section.key=value.
+
+A mistake on the command line (a missing config file, an unknown preset or key, a value of the
+wrong type, a workdir that is a file) stops with one line naming the flag and the fix, before
+anything heavy imports; --debug shows the full traceback instead.
 """
 
+import ast
+import os
 import sys
 
 import jax
@@ -28,7 +34,59 @@ flags.DEFINE_list("prompts", None, "--mode=sample: comma-separated prompts (defa
 flags.DEFINE_list("images", None, "--mode=score: comma-separated image files or globs to "
                   "classify among --prompts (default: the data's held-out suite).")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host).")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.DEFINE_bool("debug", False, "Show full tracebacks for command-line and config mistakes.")
+
+
+def _message(err: Exception) -> str:
+  """An exception's text on one line (ConfigDict wraps its key errors in quoted reprs)."""
+  text = str(err.args[0]) if isinstance(err, AttributeError) and err.args else str(err)
+  if text[:1] in "'\"":
+    try:
+      text = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      pass
+  lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+  if any(line.startswith("Traceback") for line in lines):  # config_flags embeds the config's
+    return lines[-1]  # own traceback: its last line is the error the config file raised
+  return " ".join(lines)
+
+
+def _config_file_error(argv) -> str | None:
+  """Checks --config's file before absl loads it (its own error is a multi-line traceback)."""
+  values = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+  if not values:
+    return "--config is required: e.g. --config=configs/t2i.py:tiny"
+  path = values[-1].split(":", 1)[0]
+  if not os.path.isfile(path):
+    return (f"--config: no file {path!r} (from {os.getcwd()}); run from the repository root "
+            "or give the path of configs/t2i.py, fm.py, ntm_from_fm.py or autoencoder.py")
+  return None
+
+
+def parse_flags(argv):
+  """absl's parsing, plus the config file loaded with its overrides; a mistake is one line."""
+  debug = any(a in ("--debug", "--debug=true", "--debug=True") for a in argv)
+  try:
+    problem = _config_file_error(argv)
+    if problem:
+      raise ValueError(problem)
+    rest = FLAGS(argv)
+    FLAGS.config  # pylint: disable=pointless-statement  # loads the file and the overrides now
+    if not FLAGS.workdir:
+      raise ValueError("--workdir is required: the directory for checkpoints, metrics, samples")
+    if os.path.exists(FLAGS.workdir) and not os.path.isdir(FLAGS.workdir):
+      raise ValueError(f"--workdir={FLAGS.workdir} is a file, not a directory: pass a directory")
+    return rest
+  except Exception as err:  # pylint: disable=broad-except  # the command line is user input
+    if debug:
+      raise
+    message = _message(err)
+    key = message.split()[0].strip("'\"") if isinstance(err, (AttributeError, KeyError)) else None
+    flag = next((a for a in argv if key and a.startswith("--config.") and key in a), None)
+    if flag:  # an override of a key the config does not have
+      hint = message.split(" ", 1)[1] if " " in message else ""
+      message = f"{flag.split('=')[0]}: no such config key {key!r}. {hint}".strip()
+    sys.exit(f"ntm_jax: {message} (--debug for the traceback)")
 
 
 def main(argv):
@@ -66,4 +124,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

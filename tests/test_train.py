@@ -335,12 +335,22 @@ def test_paper_scale_default_fails_fast_with_the_estimate_and_what_would_fit():
     runtime.build(t2i.get_config())
 
 
-def test_unknown_config_key_is_named():
-  proc = subprocess.run([sys.executable, "-m", "ntm_jax.main", "--config=configs/t2i.py:micro",
-                         "--workdir=/tmp/unused", "--config.train.bogus_key=3"], cwd=ROOT,
-                        capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize("args, line", [
+    (["--config.train.bogus_key=3"], "--config.train.bogus_key: no such config key 'bogus_key'"),
+    (["--config.sample.guidence=2"], 'no such config key \'guidence\'. Did you mean "guidance"'),
+    (["--config.sample.guidance=abc"], "--config.sample.guidance=abc: could not convert"),
+    (["--config=configs/nope.py"], "--config: no file 'configs/nope.py'"),
+    (["--config=configs/t2i.py:bogus"], "unknown preset 'bogus'; use '', 'tiny'"),
+    (["--workdir=setup.py"], "--workdir=setup.py is a file"),
+])
+def test_command_line_mistakes_are_one_line(args, line):
+  command = [sys.executable, "-m", "ntm_jax.main", "--config=configs/t2i.py:micro",
+             "--workdir=/tmp/unused", *args]
+  proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0
-  assert "bogus_key" in proc.stderr
+  lines = [l for l in proc.stderr.splitlines() if l.startswith("ntm_jax: ")]
+  assert len(lines) == 1 and line in lines[0], proc.stderr
+  assert "Traceback" not in proc.stderr
 
 
 def test_mesh_shapes():
