@@ -13,6 +13,7 @@ anything heavy imports; --debug shows the full traceback instead.
 """
 
 import ast
+import logging as std_logging
 import os
 import sys
 
@@ -35,6 +36,21 @@ flags.DEFINE_list("images", None, "--mode=score: comma-separated image files or 
                   "classify among --prompts (default: the data's held-out suite).")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host).")
 flags.DEFINE_bool("debug", False, "Show full tracebacks for command-line and config mistakes.")
+
+
+# Libraries whose INFO lines (orbax: a dozen per checkpoint) bury the run's own; shown again with
+# --verbosity=1.
+_CHATTY = ("/orbax/", "/grain/", "/jax/_src/xla_bridge.py")
+
+
+class _QuietLibraries(std_logging.Filter):
+  def filter(self, record):
+    return record.levelno > std_logging.INFO or not any(p in record.pathname for p in _CHATTY)
+
+
+def quiet_library_logs() -> None:
+  if FLAGS.verbosity < 1:
+    logging.get_absl_handler().addFilter(_QuietLibraries())
 
 
 def _message(err: Exception) -> str:
@@ -92,6 +108,7 @@ def parse_flags(argv):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  quiet_library_logs()
   # TensorFlow (pulled in by clu and tfds) must never take accelerator memory.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], "GPU")
