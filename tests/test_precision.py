@@ -42,8 +42,10 @@ def test_remat_gives_the_same_gradients():
   plain, remat = _models(remat=True)
   data = _data(plain)
   expected, got = _grads(plain, *data), _grads(remat, *data)
-  # Gradients of order 10 here; float32 reassociation moves them by a few 1e-6.
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+  # Gradients of order 10 here; float32 reassociation moves them by a few 1e-6, and by up to
+  # 1.2e-5 on the CPU of 2026-12-03 (one element of 8,192, at the tree before any change):
+  # 3e-5 is still 2e-6 of the gradients' scale.
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=3e-5),
                nnx.state(expected), nnx.state(got))
 
 
