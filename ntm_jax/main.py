@@ -70,8 +70,9 @@ def _message(err: Exception) -> str:
 def _config_file_error(argv) -> str | None:
   """Checks --config's file before absl loads it (its own error is a multi-line traceback)."""
   values = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+  values += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
   if not values:
-    return "--config is required: e.g. --config=configs/t2i.py:tiny"
+    return None  # absl reports a missing --config (or prints --help)
   path = values[-1].split(":", 1)[0]
   if not os.path.isfile(path):
     return (f"--config: no file {path!r} (from {os.getcwd()}); run from the repository root "
@@ -87,7 +88,8 @@ def parse_flags(argv):
     if problem:
       raise ValueError(problem)
     rest = FLAGS(argv)
-    FLAGS.config  # pylint: disable=pointless-statement  # loads the file and the overrides now
+    if FLAGS.config is None:  # loads the file and applies the overrides now
+      raise ValueError("--config is required: e.g. --config=configs/t2i.py:tiny")
     if not FLAGS.workdir:
       raise ValueError("--workdir is required: the directory for checkpoints, metrics, samples")
     if os.path.exists(FLAGS.workdir) and not os.path.isdir(FLAGS.workdir):
