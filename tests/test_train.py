@@ -87,8 +87,19 @@ def test_sample_mode_with_trajectory_denoising(trained):
     sample_lib.sample(micro(**{"sample.sampler": "magic"}), workdir, ["a red circle"])
 
 
-def test_emoji_sample_quality_reports_fid_kid_and_retrieval(trained, tmp_path):
+class PixelFeatures:
+  """Stands in for the Inception network (its port has its own tests): flattened pixels."""
+
+  def __init__(self, batch_size):
+    del batch_size
+
+  def __call__(self, images):
+    return np.asarray(images, np.float64).reshape(len(images), -1) / 255.0
+
+
+def test_emoji_sample_quality_reports_fid_kid_and_retrieval(trained, tmp_path, monkeypatch):
   workdir, _, _ = trained
+  monkeypatch.setattr(suite.inception, "FeatureExtractor", PixelFeatures)
   config = micro(**{"data.source": "emoji",
                     "data.emoji_dir": test_emoji.write_fixture(tmp_path / "emoji"),
                     "eval.emoji.seen_names": 2, "eval.emoji.samples_per_name": 1,
