@@ -12,6 +12,7 @@ from configs import t2i
 from helpers import write_synthetic_mnist
 from ntm_jax.data import sources
 from ntm_jax.evaluate import classifier
+from ntm_jax.evaluate import fid
 
 
 def _scipy_frechet(a, b):
@@ -24,14 +25,14 @@ def test_frechet_distance_matches_the_matrix_square_root_formula():
   rng = np.random.default_rng(0)
   a = rng.standard_normal((400, 6)) @ rng.standard_normal((6, 6))
   b = rng.standard_normal((300, 6)) @ rng.standard_normal((6, 6)) + 0.5
-  distance = classifier.frechet_distance(a, b)
+  distance = fid.frechet_distance(a, b)
   np.testing.assert_allclose(distance, _scipy_frechet(a, b), rtol=1e-9)
-  np.testing.assert_allclose(distance, classifier.frechet_distance(b, a), rtol=1e-9)
-  assert abs(classifier.frechet_distance(a, a)) < 1e-9
+  np.testing.assert_allclose(distance, fid.frechet_distance(b, a), rtol=1e-9)
+  assert abs(fid.frechet_distance(a, a)) < 1e-9
   shift = np.array([1.0, -2.0, 0.0, 0.5, 0.0, 3.0])  # a shift adds exactly its squared norm
-  np.testing.assert_allclose(classifier.frechet_distance(a, a + shift), shift @ shift, rtol=1e-9)
+  np.testing.assert_allclose(fid.frechet_distance(a, a + shift), shift @ shift, rtol=1e-9)
   with pytest.raises(ValueError, match="equal d"):
-    classifier.frechet_distance(a, b[:, :5])
+    fid.frechet_distance(a, b[:, :5])
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from flax import nnx
 from ntm_jax import files
 from ntm_jax.data import pipeline
 from ntm_jax.data import sources
+from ntm_jax.evaluate import fid
 
 FEATURE_DIM = 128
 
@@ -103,22 +104,6 @@ def accuracy(model: Classifier, images: np.ndarray, labels: np.ndarray) -> float
   return float((logits_and_features(model, images)[0].argmax(-1) == labels).mean())
 
 
-def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
-  """Frechet distance between Gaussians fitted to two feature sets [n, d] (float64).
-
-  tr((S_a S_b)^1/2) is the trace of the PSD square root of S_a^1/2 S_b S_a^1/2 (same
-  eigenvalues), computed with symmetric eigendecompositions only: no complex sqrtm."""
-  a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
-  if a.ndim != 2 or a.shape[1:] != b.shape[1:] or min(len(a), len(b)) < 2:
-    raise ValueError(f"need two feature sets [n >= 2, d] of equal d, got {a.shape}, {b.shape}")
-  cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-  values, vectors = np.linalg.eigh(cov_a)
-  root_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
-  cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cov_b @ root_a), 0, None)).sum()
-  mean_term = np.sum((a.mean(0) - b.mean(0)) ** 2)
-  return float(mean_term + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)
-
-
 def _description(data: ml_collections.ConfigDict, settings: ml_collections.ConfigDict) -> dict:
   """What a stored classifier was trained for; a different one is never silently reused."""
   return {"source": data.source, "image_size": data.image_size, "steps": settings.steps,
@@ -169,7 +154,7 @@ def class_metrics(model: Classifier, images: np.ndarray, prompted: np.ndarray,
   classes = np.unique(prompted)
   return {"class_accuracy": float(correct.mean()),
           "per_class_accuracy": {int(c): float(correct[prompted == c].mean()) for c in classes},
-          "frechet_distance": frechet_distance(features, reference_features)}
+          "frechet_distance": fid.frechet_distance(features, reference_features)}
 
 
 @dataclasses.dataclass
@@ -205,4 +190,4 @@ def make_judge(config: ml_collections.ConfigDict, workdir: str) -> Judge:
 
   reference = real_features(test_source)
   return Judge(model, description, train_source.class_captions, reference,
-               frechet_distance(real_features(train_source), reference))
+               fid.frechet_distance(real_features(train_source), reference))

@@ -15,7 +15,6 @@ a reference set is pushed through the network once.
 import os
 
 import numpy as np
-import scipy.linalg
 
 from ntm_jax import files
 from ntm_jax.data import emoji
@@ -24,26 +23,21 @@ KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
 
 
-def statistics(features: np.ndarray) -> tuple:
-  """(mean [d], covariance [d, d]) in float64."""
-  features = np.asarray(features, np.float64)
-  return features.mean(0), np.cov(features, rowvar=False)
+def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
+  """Frechet distance between Gaussians fitted to two feature sets [n, d] (float64).
 
+  tr((S_a S_b)^1/2) is the trace of the PSD square root of S_a^1/2 S_b S_a^1/2 (same
+  eigenvalues), computed with symmetric eigendecompositions only: no complex sqrtm."""
+  a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
+  if a.ndim != 2 or a.shape[1:] != b.shape[1:] or min(len(a), len(b)) < 2:
+    raise ValueError(f"need two feature sets [n >= 2, d] of equal d, got {a.shape}, {b.shape}")
+  cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+  values, vectors = np.linalg.eigh(cov_a)
+  root_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+  cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cov_b @ root_a), 0, None)).sum()
+  mean_term = np.sum((a.mean(0) - b.mean(0)) ** 2)
+  return float(mean_term + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)
 
-def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
-  """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)); a tiny diagonal offset when the product is
-  singular (fewer images than feature dimensions), as the reference TF implementation does."""
-  diff = mu1 - mu2
-  covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-  if not np.isfinite(covmean).all():
-    offset = np.eye(len(sigma1)) * 1e-6
-    covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-  covmean = np.real(covmean)
-  return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
-
-
-def fid(real: np.ndarray, generated: np.ndarray) -> float:
-  return frechet_distance(*statistics(real), *statistics(generated))
 
 
 def kid(real: np.ndarray, generated: np.ndarray, *, subsets: int = KID_SUBSETS,
@@ -74,7 +68,7 @@ def scores(real: np.ndarray, generated: np.ndarray, *, min_images: int = 2) -> d
       raise ValueError(f"FID/KID asked for at least {min_images} images, but the {name} set has "
                        f"{len(feats)}: sample more or lower the requested size")
   kid_mean, kid_std = kid(real, generated)
-  return {"fid": fid(real, generated), "kid": kid_mean, "kid_std": kid_std,
+  return {"fid": frechet_distance(real, generated), "kid": kid_mean, "kid_std": kid_std,
           "kid_subset_size": min(KID_SUBSET_SIZE, len(real), len(generated)),
           "fid_images": int(len(generated)), "fid_reference_images": int(len(real))}
 

@@ -12,7 +12,6 @@ from absl import logging
 from ntm_jax import files
 from ntm_jax import latents
 from ntm_jax import text as text_lib
-from ntm_jax.data import pipeline
 from ntm_jax.data import sources
 from ntm_jax.evaluate import classifier
 from ntm_jax.evaluate import emoji_eval
@@ -70,9 +69,9 @@ def emoji_report(config, workdir: str, rt, params, sampler_name: str, gallery, e
   images, prompts, seconds = {}, {}, {}
   for name, names in prompt_sets.items():  # seen first: the held-out pass runs compiled
     start = time.perf_counter()
-    images[name] = pipeline.to_rgb(grids.sample_prompts(
+    images[name] = grids.sample_prompts(
         sampler, params, text_lib.tokenizer_for(config), names, per_prompt=per_name,
-        seed=settings["seed"], batch_size=settings["batch_size"]))
+        seed=settings["seed"], batch_size=settings["batch_size"])
     seconds[name] = time.perf_counter() - start
     prompts[name] = list(np.repeat(names, per_name))
   return {"samples_per_name": per_name, **settings,
