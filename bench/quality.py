@@ -1,6 +1,7 @@
 """Sample quality and likelihood of trained runs: NTM at 4 steps with each of its samplers vs
 the flow-matching baseline at 4 and 50 Euler steps, on the likelihood report and on ShapesEval
-(shapes presets) or class accuracy + Frechet distance of the in-repo classifier (MNIST-family).
+(shapes presets) or class accuracy + Frechet distance of the in-repo classifier (MNIST-family),
+and Inception FID / KID on held-out captions (eval.fid.images of them; 0 turns it off).
 
   python bench/quality.py --preset=tiny --ntm_workdir=DIR [--fm_workdir=DIR] [--per_kind=100]
   python bench/quality.py --preset=mnist_tiny --ntm_workdir=DIR --fm_workdir=DIR
@@ -66,6 +67,9 @@ def _tables(runs: dict) -> list:
   renamed = lambda entries, name: [dict(e, sampler=f"{name} {e['sampler']}") for e in entries]
   tables = []
   first = next(iter(runs.values()))
+  if "fid" in first:
+    entries = [e for name, run in runs.items() for e in renamed(run["fid"]["samplers"], name)]
+    tables += [f"Inception FID / KID on held-out captions:", "", *reports.fid_table(entries), ""]
   if "shapes_eval" in first:
     entries = [e for name, run in runs.items() for e in renamed(run["shapes_eval"], name)]
     for split in ("seen", "held_out"):

@@ -266,14 +266,20 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
       ),
   )
 
+  # Inception FID / KID (ntm_jax/evaluate/fid.py): one sample per caption of the first `images`
+  # held-out examples, against those real images. Emoji data has its own prompts (below).
+  config.eval.fid = dict(
+      images=5_000,  # held-out captions sampled, as many real references (0: no FID)
+      cache_dir="",  # cached real-image Inception features ('' = ~/.cache/ntm_jax/fid)
+      batch_size=50,  # images per Inception call
+  )
+
   # Emoji data (data.source='emoji'): Inception FID / KID and nearest-neighbour retrieval of
   # samples for seen and held-out names (ntm_jax/evaluate/emoji_eval.py).
   config.eval.emoji = dict(
       seen_names=400,  # seen names sampled (every k-th of the sorted seen captions)
       samples_per_name=2,  # images per prompted name (seen and held-out)
-      fid_cache_dir="",  # cached real-image Inception features ('' = ~/.cache/ntm_jax/fid)
       noise_images=200,  # uniform-noise queries for the retrieval judge's floor
-      inception_batch_size=50,  # images per Inception call
   )
 
   # --mode=score: zero-shot classification by Bayes' rule with the exact likelihood (NTM only).
@@ -338,6 +344,7 @@ def _tiny(config):
   # t_min = 0.05 stops inside the trained t_min range; at 0 the 4 Gaussian steps of so small a
   # model leave per-pixel colour noise (the self-distilled denoiser is what removes it).
   config.sample.update(per_prompt=8, batch_size=64, t_min=0.05)
+  config.eval.fid.images = 1_000  # about 5 minutes of Inception per sampler on one CPU core
   # The predictor's full depth (2) rather than a quarter: on this model it raised the held-out
   # PSNR against the distillation targets from 27.5 dB (1 layer, 1,500 steps) to 31.2 dB.
   config.distill.model.depth = 2
@@ -362,6 +369,7 @@ def _micro(config):
                       sample_every=0, eval_every=0, eval_batches=2)
   config.sample.update(prompts=DEMO_PROMPTS[:2], per_prompt=3, batch_size=4)
   config.eval.update(per_kind=2, samples_per_prompt=1)
+  config.eval.fid.images = 0  # the Inception network has its own tests (tests/test_fid.py)
   config.score.update(trajectories=2, examples=8, per_kind=1, renders=1, batch_size=8)
   config.distill.model.depth = 1
   config.distill.optim.update(warmup_steps=2)

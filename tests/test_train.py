@@ -103,8 +103,8 @@ def test_emoji_sample_quality_reports_fid_kid_and_retrieval(trained, tmp_path, m
   config = micro(**{"data.source": "emoji",
                     "data.emoji_dir": test_emoji.write_fixture(tmp_path / "emoji"),
                     "eval.emoji.seen_names": 2, "eval.emoji.samples_per_name": 1,
-                    "eval.emoji.noise_images": 4, "eval.emoji.inception_batch_size": 4,
-                    "eval.emoji.fid_cache_dir": str(tmp_path / "fid")})
+                    "eval.emoji.noise_images": 4, "eval.fid.batch_size": 4,
+                    "eval.fid.cache_dir": str(tmp_path / "fid")})
   rt, state = checkpointing.restore_latest(config, workdir)
   report = suite.sample_quality(config, workdir, rt, state.ema_params, [("full_nf", None)])
   (entry,) = report["emoji"]["samplers"]
@@ -138,6 +138,25 @@ def test_eval_mode_writes_the_likelihood_and_shapes_eval_reports(trained):
   with open(path[:-len(".json")] + ".md", encoding="utf-8") as f:
     text = f.read()
   assert "| T | NLL nats/dim" in text and "### Held-out combinations" in text
+
+
+def test_eval_mode_reports_fid_kid_on_held_out_captions(trained, tmp_path, monkeypatch):
+  workdir, _, _ = trained
+  monkeypatch.setattr(suite.inception, "FeatureExtractor", PixelFeatures)
+  config = micro(**{"eval.fid.images": 6, "eval.fid.batch_size": 4,
+                    "eval.fid.cache_dir": str(tmp_path / "fid"), "eval.shapes_eval": False})
+  path = suite.evaluate(config, workdir)
+  with open(path, encoding="utf-8") as f:
+    (entry,) = json.load(f)["fid"]["samplers"]
+  assert entry["fid_images"] == entry["fid_reference_images"] == 6
+  assert np.isfinite(entry["fid"]) and np.isfinite(entry["kid"]) and entry["fid"] > 0
+  (cached,) = (tmp_path / "fid").iterdir()  # the real features, computed once
+  assert cached.name.startswith("shapes_eval_8px_3ch_first6_")
+  with open(path[:-len(".json")] + ".md", encoding="utf-8") as f:
+    assert "## Inception FID / KID (6 held-out captions" in f.read()
+  config = micro(**{"eval.fid.images": 6, "data.num_eval_examples": 4})
+  with pytest.raises(ValueError, match="the held-out split has 4 examples"):
+    suite.sample_quality(config, workdir, None, None, [("full_nf", None)])
 
 
 def test_score_mode_ranks_shapes_near_misses_and_classifies_given_images(trained, tmp_path):

@@ -18,6 +18,7 @@ import numpy as np
 
 from ntm_jax import files
 from ntm_jax.data import emoji
+from ntm_jax.data import sources
 
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
@@ -90,6 +91,23 @@ def cached_features(cache_dir: str, key: str, images_fn, extractor) -> np.ndarra
 
 def default_cache_dir() -> str:
   return os.path.join(os.path.expanduser("~"), ".cache", "ntm_jax", "fid")
+
+
+def held_out_examples(data, count: int) -> tuple:
+  """(uint8 RGB images [count, H, W, 3], captions) of the first `count` held-out examples: the
+  captions a FID samples from and the real images it compares with."""
+  source = sources.make_source(data, "eval")
+  if len(source) < count:
+    raise ValueError(f"eval.fid.images={count}, but the held-out split has {len(source)} "
+                     "examples: ask for at most that many")
+  examples = [source[i] for i in range(count)]
+  return np.stack([e["image"] for e in examples]), [str(e["caption"]) for e in examples]
+
+
+def held_out_key(data, count: int) -> str:
+  """The cache key of the first `count` held-out images' features; the data settings' hash
+  tells apart e.g. shapes with and without the held-out combinations."""
+  return f"{reference_key(data, 'eval')}_first{count}_{files.settings_tag(data.to_dict())}"
 
 
 def reference_key(data, split: str) -> str:

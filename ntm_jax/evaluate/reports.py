@@ -53,6 +53,15 @@ def class_metrics_table(entries: list) -> list:
   return rows
 
 
+def fid_table(entries: list) -> list:
+  """Markdown rows of Inception FID / KID on held-out captions: one row per sampler."""
+  rows = ["| sampler | T | FID | KID x 1e3 | images (reference) |", "|---|---|---|---|---|"]
+  rows += [f"| {e['sampler']} | {e['num_steps']} | {e['fid']:.1f} | "
+           f"{1e3 * e['kid']:.1f} ± {1e3 * e['kid_std']:.1f} | {e['fid_images']} "
+           f"({e['fid_reference_images']}) |" for e in entries]
+  return rows
+
+
 def emoji_table(entries: list, split: str) -> list:
   """Markdown rows of the emoji report for the seen or held-out names: one row per sampler."""
   rows = ["| sampler | T | FID | KID x 1e3 | images (reference) | name top-1 | name top-5 | "
@@ -117,6 +126,10 @@ def markdown(report: dict) -> str:
   if report.get("latent"):
     lines += latent_lines(report["latent"])
   lines += likelihood_table(report["likelihood"])
+  if report.get("fid"):
+    first = report["fid"]["samplers"][0]
+    lines += ["", f"## Inception FID / KID ({first['fid_images']} held-out captions, one sample "
+              f"each, guidance {first['guidance']:g})", "", *fid_table(report["fid"]["samplers"])]
   if report.get("shapes_eval"):
     first = report["shapes_eval"][0]
     lines += ["", f"## ShapesEval ({first['suite']}, {first['prompts']} prompts x "

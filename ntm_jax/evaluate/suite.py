@@ -1,6 +1,7 @@
 """--mode=eval: the held-out likelihood (or velocity error) of the latest checkpoint's EMA
-parameters, and the sample quality of every sampler in config.eval.samplers: ShapesEval on the
-shapes data, class accuracy and Frechet distance on class-labelled data."""
+parameters, and the sample quality of every sampler in config.eval.samplers: Inception FID / KID
+on held-out captions, with ShapesEval on the shapes data, class accuracy and Frechet distance on
+class-labelled data, retrieval by name on emoji."""
 
 import os
 import time
@@ -60,6 +61,46 @@ def class_metrics_report(config, workdir: str, rt, params, sampler_name: str,
   return dict(report, images=images) if keep_images else report
 
 
+def fid_report(config, workdir: str, rt, params, sampler_name: str, judge,
+               num_steps=None) -> dict:
+  """Inception FID / KID of one sampler: one sample per caption of the first eval.fid.images
+  held-out examples, against those real images."""
+  sampler, settings = sample_lib.evaluated_sampler(config, workdir, rt, sampler_name, num_steps)
+  extractor, captions, reference = judge
+  images = grids.sample_prompts(sampler, params, text_lib.tokenizer_for(config), captions,
+                                per_prompt=1, seed=settings["seed"],
+                                batch_size=settings["batch_size"])
+  return {**settings, **fid.scores(reference, extractor(images), min_images=len(captions))}
+
+
+_JUDGES = {}
+
+
+def _memoized(kind: str, config, make):
+  """One judge per process, data config and eval config: every run a bench scores shares it."""
+  key = (kind, repr(sorted(config.data.items())), repr(sorted(config.eval.items())))
+  if key not in _JUDGES:
+    _JUDGES[key] = make()
+  return _JUDGES[key]
+
+
+def _extractor(config):
+  return _memoized("inception", config,
+                   lambda: inception.FeatureExtractor(batch_size=config.eval.fid.batch_size))
+
+
+def fid_judge(config):
+  """(Inception extractor, held-out captions, their real images' features)."""
+  def make():
+    count, extractor = config.eval.fid.images, _extractor(config)
+    images, captions = fid.held_out_examples(config.data, count)
+    reference = fid.cached_features(config.eval.fid.cache_dir or fid.default_cache_dir(),
+                                    fid.held_out_key(config.data, count), lambda: images,
+                                    extractor)
+    return extractor, captions, reference
+  return _memoized("fid", config, make)
+
+
 def emoji_report(config, workdir: str, rt, params, sampler_name: str, gallery, extractor,
                  num_steps=None) -> dict:
   """FID / KID and retrieval of one sampler on the seen and held-out emoji names."""
@@ -79,28 +120,21 @@ def emoji_report(config, workdir: str, rt, params, sampler_name: str, gallery, e
           **emoji_eval.score(gallery, extractor, images, prompts)}
 
 
-_EMOJI_JUDGES = {}
-
-
 def emoji_judge(config):
-  """(Inception extractor, real-emoji gallery, retrieval bounds), built once per process and
-  data config: every run a bench scores shares one judge."""
-  cache_dir = config.eval.emoji.fid_cache_dir or fid.default_cache_dir()
-  key = (repr(sorted(config.data.items())), repr(sorted(config.eval.emoji.items())))
-  if key not in _EMOJI_JUDGES:
-    extractor = inception.FeatureExtractor(batch_size=config.eval.emoji.inception_batch_size)
-    gallery = emoji_eval.Gallery(config, extractor, cache_dir)
-    _EMOJI_JUDGES[key] = (extractor, gallery, emoji_eval.retrieval_bounds(
-        gallery, extractor, config.data.image_size, config.eval.emoji.noise_images))
-  return _EMOJI_JUDGES[key]
+  """(Inception extractor, real-emoji gallery, retrieval bounds)."""
+  def make():
+    extractor = _extractor(config)
+    gallery = emoji_eval.Gallery(config, extractor,
+                                 config.eval.fid.cache_dir or fid.default_cache_dir())
+    return extractor, gallery, emoji_eval.retrieval_bounds(
+        gallery, extractor, config.data.image_size, config.eval.emoji.noise_images)
+  return _memoized("emoji", config, make)
 
 
 def sample_quality(config, workdir: str, rt, params, samplers) -> dict:
-  """The sample-quality part of a report for [(sampler name, T or None)]: ShapesEval on the
-  shapes data, class metrics on class-labelled data, nothing elsewhere."""
-  if config.data.source == "shapes" and config.eval.shapes_eval:
-    return {"shapes_eval": [shapes_eval_report(config, workdir, rt, params, name, steps)
-                            for name, steps in samplers]}
+  """The sample-quality part of a report for [(sampler name, T or None)]: Inception FID / KID
+  on held-out captions (eval.fid.images > 0), and the domain's own judge: ShapesEval on the
+  shapes data, class metrics on class-labelled data, FID and retrieval by name on emoji."""
   if config.data.source == "emoji":
     extractor, gallery, bounds = emoji_judge(config)
     return {"emoji": {
@@ -108,14 +142,24 @@ def sample_quality(config, workdir: str, rt, params, samplers) -> dict:
         "retrieval_bounds": bounds,
         "samplers": [emoji_report(config, workdir, rt, params, name, gallery, extractor, steps)
                      for name, steps in samplers]}}
+  quality = {}
+  if config.eval.fid.images > 0:
+    judge = fid_judge(config)
+    quality["fid"] = {
+        "judge": "FID Inception pool3 on held-out captions, one sample each",
+        "samplers": [fid_report(config, workdir, rt, params, name, judge, steps)
+                     for name, steps in samplers]}
+  if config.data.source == "shapes" and config.eval.shapes_eval:
+    quality["shapes_eval"] = [shapes_eval_report(config, workdir, rt, params, name, steps)
+                              for name, steps in samplers]
   if config.data.source in sources.CLASS_SOURCES and config.eval.class_metrics:
     judge = classifier.make_judge(config, workdir)
-    return {"class_metrics": {
+    quality["class_metrics"] = {
         "classifier": judge.description, "reference_images": len(judge.reference),
         "real_floor": judge.real_floor,
         "samplers": [class_metrics_report(config, workdir, rt, params, name, judge, steps)
-                     for name, steps in samplers]}}
-  return {}
+                     for name, steps in samplers]}
+  return quality
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> str:
