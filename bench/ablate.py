@@ -17,7 +17,7 @@ sampling sweep (temperature, guidance, t_min, the last step's temperature, traje
 denoising) of one trained NTM; --sample_set=sample.seed=1 scores every row on other noise.
 --figure=PNG writes 8 samples per class of the chosen rows side by side (--figure_rows).
 
-Prints one JSON object; its "markdown" entry holds the tables for BENCHMARKS.md.
+Prints one JSON object; its "markdown" entry holds the tables for docs/results/.
 """
 
 import argparse
@@ -27,26 +27,27 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from configs import fm as fm_configs
-from configs import ntm_from_fm
-from configs import t2i
+import cli  # bench/cli.py
 import jax
 import numpy as np
-from absl import flags
 from absl import logging
 
 from ntm_jax import config_files
 from ntm_jax import files
+from ntm_jax import grids
+from ntm_jax import methods
 from ntm_jax import text as text_lib
 from ntm_jax.evaluate import classifier
-from ntm_jax.evaluate import grids
-from ntm_jax.evaluate import likelihood
 from ntm_jax.evaluate import reports
 from ntm_jax.evaluate import sample as sample_lib
 from ntm_jax.evaluate import suite
-from ntm_jax.train import checkpointing
+from ntm_jax.runtime import checkpointing
+from ntm_jax.runtime import held_out
+
+fm_configs = cli.config_module("fm")
+ntm_from_fm = cli.config_module("ntm_from_fm")
+t2i = cli.config_module("t2i")
 
 CONFIGS = {"t2i": t2i, "fm": fm_configs, "ntm_from_fm": ntm_from_fm}
 GREY, RGB = ("data.channels=1",), ("data.channels=3",)
@@ -178,7 +179,7 @@ def _images_per_second(sampler, params, tokenizer, caption: str, batch_size: int
 def _rows_of(name: str, config, samplers, args, judge, samples: dict) -> list:
   workdir = os.path.join(args.root, name)
   rt, state = checkpointing.restore_latest(config, workdir)
-  nll = likelihood.evaluate(rt, state.ema_params, config, text_lib.tokenizer_for(config),
+  nll = held_out.evaluate(rt, state.ema_params, config, text_lib.tokenizer_for(config),
                             int(state.step))
   timing = files.read_json(os.path.join(workdir, "train_time.json"))
   rows = []
@@ -191,7 +192,7 @@ def _rows_of(name: str, config, samplers, args, judge, samples: dict) -> list:
     key = f"{name} {sampler_name} {metrics['num_steps']} {' '.join(sample_overrides)}".strip()
     samples[key] = metrics.pop("images")
     rows.append({
-        "variant": name, "method": config.method, "sampler": sampler_name,
+        "variant": name, "method": methods.get(config).name, "sampler": sampler_name,
         "num_steps": metrics["num_steps"], "sample_overrides": list(sample_overrides),
         "class_accuracy": metrics["class_accuracy"],
         "frechet_distance": metrics["frechet_distance"],
@@ -208,7 +209,7 @@ def _rows_of(name: str, config, samplers, args, judge, samples: dict) -> list:
 
 
 def _samplers(config, knobs: bool) -> list:
-  if config.method == "flow_matching":  # posterior: what an NTM started from this run is at step 0
+  if methods.get(config) is methods.FLOW_MATCHING:  # posterior: what an NTM started from this run is at step 0
     return [("euler", 4, ()), ("euler", 50, ()), ("posterior", 4, ())]
   rows = [("full_nf", None, ())]
   if knobs:
@@ -259,8 +260,7 @@ def main():
   parser.add_argument("--figure", default="", help="PNG of samples side by side")
   parser.add_argument("--figure_rows", default="", help="comma-separated row keys for --figure")
   args = parser.parse_args()
-  flags.FLAGS.mark_as_parsed()  # grain reads absl flags
-  logging.set_verbosity(logging.WARNING)
+  cli.quiet()
   names = args.variants.split(",")
   if any(not o.startswith("sample.") for o in args.sample_set):
     parser.error("--sample_set takes sample.KEY=VALUE overrides")

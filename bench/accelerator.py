@@ -21,26 +21,25 @@ Sections, each timed and recorded even when a later one fails:
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
 import jax
-from absl import flags
 from absl import logging
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(BENCH))  # for configs/
-sys.path.insert(0, BENCH)  # for samplers.py
 # pylint: disable=g-import-not-at-top,wrong-import-position
+import cli  # bench/cli.py
 import samplers as samplers_bench
 import train_step as train_step_bench
-from configs import fm as fm_configs
-from configs import t2i
+from ntm_jax import methods
 from ntm_jax.evaluate import suite
-from ntm_jax.train import checkpointing
+from ntm_jax.runtime import checkpointing
+from ntm_jax.runtime import runtime
 from ntm_jax.train import loop
-from ntm_jax.train import runtime
+
+fm_configs = cli.config_module("fm")
+t2i = cli.config_module("t2i")
 
 # Dense bf16 peak per chip in TFLOP/s (vendor figures), matched on jax.Device.device_kind.
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0,
@@ -133,7 +132,7 @@ def train_and_score(get_config, preset: str, sampler: str, seconds: float, repea
   rt, state = checkpointing.restore_latest(config, workdir)
   quality = suite.sample_quality(config, workdir, rt, state.ema_params, [(sampler, None)])
   report = quality["shapes_eval"][0] if quality else {}
-  return {"preset": preset, "method": config.method, "train_steps": num_steps,
+  return {"preset": preset, "method": methods.get(config).name, "train_steps": num_steps,
           "step_s": step_s and round(step_s, 4), "train_s_with_compile": round(train_s, 1),
           "sampler": sampler, "T": config.sample.num_steps,
           "shapes_eval": {k: v for k, v in report.items() if k in ("seen", "held_out",
@@ -168,8 +167,7 @@ def main():
   if args.smoke:
     args.mfu_candidates, args.sampler_preset, args.train_preset = "micro:8", "micro", "micro"
     args.sampler_batch, args.train_steps, args.repeats = 4, 3, 2
-  flags.FLAGS.mark_as_parsed()  # grain reads absl flags
-  logging.set_verbosity(logging.WARNING)
+  cli.quiet()
   candidates = [(c.split(":")[0], int(c.split(":")[1])) for c in args.mfu_candidates.split(",")]
   workdir = args.workdir or tempfile.mkdtemp(prefix="ntm_accelerator_")
   device = jax.devices()[0]

@@ -10,7 +10,6 @@ the batch axes (layers.constrain), and the lowering and compile times.
 import argparse
 import json
 import os
-import sys
 import time
 
 
@@ -29,16 +28,13 @@ def main():
   # Before jax is imported: the fake devices.
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                              f" --xla_force_host_platform_device_count={args.devices}")
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   # pylint: disable=g-import-not-at-top
   import jax
-  from absl import flags
-  from absl import logging
+  import cli  # bench/cli.py
   import train_step as train_step_bench
-  from configs import t2i
+  t2i = cli.config_module("t2i")
   from ntm_jax.train import aot
-  flags.FLAGS.mark_as_parsed()  # grain reads absl flags
-  logging.set_verbosity(logging.WARNING)
+  cli.quiet()
   config = t2i.get_config(args.preset)
   if args.batch_size:
     config.train.batch_size = args.batch_size

@@ -13,26 +13,23 @@ import argparse
 import json
 import os
 import re
-import sys
 
 import jax
 import numpy as np
-from absl import flags
-from absl import logging
 from flax import nnx
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 # pylint: disable=g-import-not-at-top,wrong-import-position
+import cli  # bench/cli.py
 from ntm_jax import config_files
+from ntm_jax import grids
 from ntm_jax import inversion
 from ntm_jax import text as text_lib
 from ntm_jax import text_to_image
 from ntm_jax.data import pipeline
 from ntm_jax.data import shapes
 from ntm_jax.data import sources
-from ntm_jax.evaluate import grids
 from ntm_jax.evaluate import shapes_eval
-from ntm_jax.train import checkpointing
+from ntm_jax.runtime import checkpointing
 
 SWAP = {"red": "blue", "blue": "red", "green": "orange", "orange": "green", "yellow": "purple",
         "purple": "yellow"}
@@ -53,8 +50,7 @@ def main():
   parser.add_argument("--guidance", type=float, default=0.0)
   parser.add_argument("--out", required=True)
   args = parser.parse_args()
-  flags.FLAGS.mark_as_parsed()
-  logging.set_verbosity(logging.WARNING)
+  cli.quiet()
   path, _, preset = args.config.partition(":")
   module = config_files.sibling(path, os.path.splitext(os.path.basename(path))[0])
   config = config_files.apply_overrides(module.get_config(*([preset] if preset else [])),

@@ -18,23 +18,21 @@ side, titled, as --workdir/grids/side_by_side.png.
 import argparse
 import json
 import os
-import sys
 
 import jax
-from absl import flags
-from absl import logging
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
-from configs import fm as fm_configs  # pylint: disable=g-import-not-at-top,wrong-import-position
-from configs import ntm_from_fm
-from configs import t2i
+import cli  # bench/cli.py
+from ntm_jax import grids
 from ntm_jax import text as text_lib
-from ntm_jax.evaluate import grids
-from ntm_jax.evaluate import likelihood
-from ntm_jax.train import checkpointing
+from ntm_jax.runtime import checkpointing
+from ntm_jax.runtime import held_out
+from ntm_jax.runtime import runtime
 from ntm_jax.train import fm_init
 from ntm_jax.train import loop
-from ntm_jax.train import runtime
+
+fm_configs = cli.config_module("fm")
+ntm_from_fm = cli.config_module("ntm_from_fm")
+t2i = cli.config_module("t2i")
 
 
 def _configure(config, steps: int):
@@ -53,7 +51,7 @@ def _nll_curve(config, workdir: str, extra_states=()) -> list:
       for step in manager.all_steps()]
   curve = []
   for step, state in points:
-    results = likelihood.evaluate(rt, state.ema_params, config, tokenizer, 0)
+    results = held_out.evaluate(rt, state.ema_params, config, tokenizer, 0)
     curve.append({"step": step, **{k.split("/", 1)[1]: round(v, 4) for k, v in results.items()
                                    if "per_dim" in k or "bits" in k}})
   return curve
@@ -79,8 +77,7 @@ def main():
   parser.add_argument("--steps", type=int, default=5000)
   parser.add_argument("--workdir", required=True)
   args = parser.parse_args()
-  flags.FLAGS.mark_as_parsed()  # grain reads absl flags
-  logging.set_verbosity(logging.WARNING)
+  cli.quiet()
   dirs = {name: os.path.join(args.workdir, name) for name in ("fm", "ntm_scratch", "ntm_from_fm")}
   fm = _configure(fm_configs.get_config(args.preset), args.steps)
   scratch = _configure(t2i.get_config(args.preset), args.steps)
@@ -91,10 +88,10 @@ def main():
 
   # Step 0 of the FM-initialized NTM: exactly the FM posterior sampler.
   rt, _ = checkpointing.restore_latest(from_fm, dirs["ntm_from_fm"])
-  fm_init.attach(rt, from_fm)
+  rt = fm_init.attach(rt, from_fm)
   start = fm_init.initial_state(rt, rt.create_state())
   fm_rt, fm_state = checkpointing.restore_latest(fm, dirs["fm"])
-  fm_eval = likelihood.evaluate(fm_rt, fm_state.ema_params, fm, text_lib.tokenizer_for(fm), 0)
+  fm_eval = held_out.evaluate(fm_rt, fm_state.ema_params, fm, text_lib.tokenizer_for(fm), 0)
 
   out_dir = os.path.join(args.workdir, "grids")
   os.makedirs(out_dir, exist_ok=True)

@@ -15,26 +15,23 @@ and the time ratio. Prints one JSON object.
 
 import argparse
 import json
-import os
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import flags
-from absl import logging
 from flax import nnx
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from configs import ntm_from_fm
-from configs import t2i
+import cli  # bench/cli.py
 from ntm_jax import config_files
 from ntm_jax import transporter
 from ntm_jax.data import pipeline
 from ntm_jax.data import sources
-from ntm_jax.train import checkpointing
+from ntm_jax.runtime import checkpointing
+
+ntm_from_fm = cli.config_module("ntm_from_fm")
+t2i = cli.config_module("t2i")
 
 CONFIGS = {"t2i": t2i.get_config, "ntm_from_fm": ntm_from_fm.get_config}
 TOLERANCES = (0.0, 1e-5, 1e-4, 1e-3)
@@ -116,8 +113,7 @@ def main():
   parser.add_argument("--tokens", default="16,64,256")
   parser.add_argument("--run", action="append", default=[])
   args = parser.parse_args()
-  flags.FLAGS.mark_as_parsed()
-  logging.set_verbosity(logging.WARNING)
+  cli.quiet()
   speed = [speed_row(int(n), args.batch, args.repeats) for n in args.tokens.split(",")]
   trained = [trained_rows(run, args.batch, args.repeats) for run in args.run]
   print(json.dumps({"bench": "inverse", "backend": jax.default_backend(),

@@ -10,19 +10,18 @@ save is a measured ratio. Prints one JSON object.
 
 import argparse
 import json
-import os
-import sys
 import time
 
 import jax
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from configs import fm as fm_configs
-from configs import t2i
+import cli  # bench/cli.py
 from ntm_jax import text as text_lib
-from ntm_jax.train import loop
-from ntm_jax.train import runtime as runtime_lib
+from ntm_jax.data import loaders
+from ntm_jax.runtime import runtime as runtime_lib
+
+fm_configs = cli.config_module("fm")
+t2i = cli.config_module("t2i")
 
 
 def seconds_per_call(fn, repeats: int) -> float:
@@ -58,7 +57,7 @@ def main():
   for name, get_config in (("ntm", t2i.get_config), ("fm", fm_configs.get_config)):
     config = get_config(args.preset)
     config.latent.autoencoder_workdir = args.autoencoder_workdir
-    batch = next(iter(loop.make_train_loader(config, text_lib.tokenizer_for(config),
+    batch = next(iter(loaders.train_loader(config, text_lib.tokenizer_for(config),
                                              config.train.batch_size)))
     seconds, rt = step_seconds(config, batch, args.repeats)
     result[f"{name}_step_s"] = round(seconds, 4)

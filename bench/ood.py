@@ -5,7 +5,7 @@ and each level, with a histogram of the NLLs.
   python bench/ood.py --preset=mnist_tiny --config=ntm_from_fm --workdir=DIR \
       --other_source=fashion_mnist --set=data.channels=1 [--figure=ood.png]
 
-Prints one JSON object whose "markdown" entry is the BENCHMARKS.md table.
+Prints one JSON object whose "markdown" entry is the results table (docs/results/).
 """
 
 import json
@@ -17,7 +17,7 @@ from flax import nnx
 from PIL import Image
 from PIL import ImageDraw
 
-import trained_run  # bench/trained_run.py: first, it puts the repository on sys.path
+import cli  # bench/cli.py
 # pylint: disable=g-import-not-at-top,wrong-import-position,g-bad-import-order
 from ntm_jax.data import pipeline
 from ntm_jax.data import sources
@@ -61,14 +61,14 @@ def histogram(path: str, in_nll, out_nll, labels, bins: int = 60, size=(600, 260
 
 
 def main():
-  parser = trained_run.parser(__doc__, preset="mnist_tiny")
+  parser = cli.trained_run_parser(__doc__, preset="mnist_tiny")
   parser.add_argument("--other_source", default="fashion_mnist", choices=sources.CLASS_SOURCES)
   parser.add_argument("--examples", type=int, default=1000)
   parser.add_argument("--trajectories", type=int, default=4)
   parser.add_argument("--batch_size", type=int, default=100)
   parser.add_argument("--figure", default="")
   args = parser.parse_args()
-  config, rt, state, model = trained_run.load(args)
+  config, rt, state, model = cli.load_trained_run(args)
   inside = scores_of(model, rt, config, config.data.source, args)
   outside = scores_of(model, rt, config, args.other_source, args)
   result = {name: {"auroc": ood.auroc(inside[name], outside[name]),

@@ -16,29 +16,27 @@ e.g. --ntm_set=sample.guidance=6.0). Any of the runs may be
 left out (e.g. --fm_workdir alone, for points of a training curve); --fm_rows picks the FM
 samplers and step counts. The NTM's fast sampler is included when its workdir holds a distilled denoiser.
 All runs are scored by one classifier (--classifier_dir, default FIRST_WORKDIR/classifier;
-trained on first use). Prints one JSON object whose "markdown" entry is the BENCHMARKS.md table.
+trained on first use). Prints one JSON object whose "markdown" entry is the results table (docs/results/).
 """
 
 import argparse
 import json
 import os
-import sys
 
 import jax
-from absl import flags
-from absl import logging
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
-from configs import fm as fm_configs  # pylint: disable=g-import-not-at-top,wrong-import-position
-from configs import ntm_from_fm
-from configs import t2i
+import cli  # bench/cli.py
 from ntm_jax import config_files
 from ntm_jax import text as text_lib
-from ntm_jax.evaluate import likelihood
 from ntm_jax.evaluate import reports
 from ntm_jax.evaluate import suite
-from ntm_jax.train import checkpointing
-from ntm_jax.train import distill
+from ntm_jax.runtime import checkpointing
+from ntm_jax.runtime import denoiser
+from ntm_jax.runtime import held_out
+
+fm_configs = cli.config_module("fm")
+ntm_from_fm = cli.config_module("ntm_from_fm")
+t2i = cli.config_module("t2i")
 
 
 def _config(get_config, args, run_overrides):
@@ -54,7 +52,7 @@ def _run(config, workdir: str, samplers, args) -> dict:
   rt, state = checkpointing.restore_latest(config, workdir)
   tokenizer = text_lib.tokenizer_for(config)
   result = {"step": int(state.step),
-            "likelihood": likelihood.evaluate(rt, state.ema_params, config, tokenizer,
+            "likelihood": held_out.evaluate(rt, state.ema_params, config, tokenizer,
                                               int(state.step)),
             **suite.sample_quality(config, workdir, rt, state.ema_params, samplers)}
   if rt.codec is not None:
@@ -69,7 +67,7 @@ def _tables(runs: dict) -> list:
   first = next(iter(runs.values()))
   if "fid" in first:
     entries = [e for name, run in runs.items() for e in renamed(run["fid"]["samplers"], name)]
-    tables += [f"Inception FID / KID on held-out captions:", "", *reports.fid_table(entries), ""]
+    tables += ["Inception FID / KID on held-out captions:", "", *reports.fid_table(entries), ""]
   if "shapes_eval" in first:
     entries = [e for name, run in runs.items() for e in renamed(run["shapes_eval"], name)]
     for split in ("seen", "held_out"):
@@ -113,14 +111,13 @@ def main():
     parser.add_argument(f"--{run}_set", action="append", default=[], metavar="KEY=VALUE",
                         help=f"config override for the {run} run only, after --set")
   args = parser.parse_args()
-  flags.FLAGS.mark_as_parsed()  # grain reads absl flags
-  logging.set_verbosity(logging.WARNING)
+  cli.quiet()
   if not (args.ntm_workdir or args.fm_workdir or args.ntm_from_fm_workdir):
     parser.error("give at least one of --ntm_workdir, --fm_workdir, --ntm_from_fm_workdir")
   args.classifier_dir = args.classifier_dir or os.path.join(
       args.ntm_workdir or args.fm_workdir or args.ntm_from_fm_workdir, "classifier")
   ntm_samplers = lambda workdir: [(name, 4) for name in args.ntm_samplers.split(",")] + (
-      [("fast", 4)] if distill.has_denoiser(workdir) else [])
+      [("fast", 4)] if denoiser.has_denoiser(workdir) else [])
   runs = {}
   for name, get_config, workdir, overrides in (
       ("ntm", t2i.get_config, args.ntm_workdir, args.ntm_set),

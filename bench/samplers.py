@@ -21,7 +21,6 @@ Prints one JSON object.
 import argparse
 import json
 import os
-import sys
 import time
 
 import jax
@@ -30,19 +29,20 @@ import numpy as np
 from absl import flags
 from flax import nnx
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from configs import fm as fm_configs
-from configs import t2i
+import cli  # bench/cli.py
 from ntm_jax import denoise
 from ntm_jax import flow_matching
+from ntm_jax import grids
 from ntm_jax import ntm
 from ntm_jax import text as text_lib
 from ntm_jax import text_to_image
-from ntm_jax.evaluate import grids
-from ntm_jax.train import checkpointing
-from ntm_jax.train import distill
-from ntm_jax.train import state as state_lib
+from ntm_jax.runtime import checkpointing
+from ntm_jax.runtime import denoiser as denoiser_lib
+from ntm_jax.runtime import state as state_lib
+
+fm_configs = cli.config_module("fm")
+t2i = cli.config_module("t2i")
 
 
 def _images_per_second(fn, batch: int, repeats: int) -> dict:
@@ -60,7 +60,7 @@ def _images_per_second(fn, batch: int, repeats: int) -> dict:
 def bench_preset(preset: str, batch: int, repeats: int) -> dict:
   config = t2i.get_config(preset)
   model = ntm.NTM(state_lib.model_config(config), rngs=nnx.Rngs(0))
-  denoiser = distill.make_denoiser(config, nnx.Rngs(1))
+  denoiser = denoiser_lib.make_denoiser(config, nnx.Rngs(1))
   tokens = text_lib.tokenizer_for(config).encode(["a red circle"] * batch)
   text, mask = text_to_image.encode_text(
       model, text_lib.text_inputs(config.model.text_encoder)(tokens))
@@ -97,7 +97,7 @@ def agreement(preset: str, workdir: str, grid_path: str) -> dict:
   config = t2i.get_config(preset)
   s = config.sample
   rt, state = checkpointing.restore_latest(config, workdir)
-  drt, denoiser_state = distill.restore_denoiser(config, workdir, rt)
+  drt, denoiser_state = denoiser_lib.restore_denoiser(config, workdir, rt)
   samplers = {name: rt.sampler(ml_collections.ConfigDict({**s.to_dict(), "sampler": name}))
               for name in ("full_nf", "full_nf_denoised")}
   samplers["fast"] = drt.fast_sampler(s, denoiser_state.ema_params)

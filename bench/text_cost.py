@@ -11,19 +11,18 @@ the median of the later rounds. Prints one JSON object.
 
 import argparse
 import json
-import os
 import statistics
-import sys
 import time
 
 import jax
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from configs import t2i
+import cli  # bench/cli.py
 from ntm_jax import text as text_lib
-from ntm_jax.train import loop
-from ntm_jax.train import runtime as runtime_lib
+from ntm_jax.data import loaders
+from ntm_jax.runtime import runtime as runtime_lib
+
+t2i = cli.config_module("t2i")
 
 
 class Trainer:
@@ -33,7 +32,7 @@ class Trainer:
     config = t2i.get_config(preset)
     config.model.text_encoder.kind = kind
     self.rt = runtime_lib.build(config)
-    self.data = iter(loop.make_train_loader(config, text_lib.tokenizer_for(config),
+    self.data = iter(loaders.train_loader(config, text_lib.tokenizer_for(config),
                                             config.train.batch_size))
     self.state = self.rt.create_state()
     self.step = self.rt.train_step(max(config.ntm.num_steps))

@@ -10,27 +10,24 @@ colour, shape and number said with a word no training caption contains: "a crims
 Paraphrases run up to 13 WordPiece tokens; the MiniLM run reads them at --minilm_max_length
 (its adapter has no position table, so the padding length is free), the hashed run at its
 trained length (its paraphrases are at most 10 words). Prints one JSON object whose "markdown"
-entry holds the BENCHMARKS.md tables.
+entry holds the results table (docs/results/)s.
 """
 
 import argparse
 import json
-import os
-import sys
 
 import jax
-from absl import flags
-from absl import logging
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from configs import fm as fm_configs
-from configs import ntm_from_fm
-from configs import t2i
+import cli  # bench/cli.py
 from ntm_jax import config_files
 from ntm_jax.evaluate import reports
 from ntm_jax.evaluate import suite
-from ntm_jax.train import checkpointing
+from ntm_jax.runtime import checkpointing
+
+fm_configs = cli.config_module("fm")
+ntm_from_fm = cli.config_module("ntm_from_fm")
+t2i = cli.config_module("t2i")
 
 CONFIGS = {"ntm": t2i.get_config, "flow_matching": fm_configs.get_config,
            "ntm_from_fm": ntm_from_fm.get_config}
@@ -84,8 +81,7 @@ def main():
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="config override for both runs, e.g. latent.autoencoder_workdir=DIR")
   args = parser.parse_args()
-  flags.FLAGS.mark_as_parsed()  # grain reads absl flags
-  logging.set_verbosity(logging.WARNING)
+  cli.quiet()
   runs = {name: score_run(args, name, getattr(args, f"{name}_workdir")) for name in ENCODERS
           if getattr(args, f"{name}_workdir")}
   print(json.dumps({"bench": "text_encoders", "backend": jax.default_backend(),

@@ -19,25 +19,22 @@ Per preset, with freshly initialized states (step time does not depend on parame
 import argparse
 import functools
 import json
-import os
-import sys
 import time
 
 import jax
 import numpy as np
-from absl import flags
-from absl import logging
 from flax import nnx
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 # pylint: disable=g-import-not-at-top,wrong-import-position
+import cli  # bench/cli.py
 import flops
-from configs import fm as fm_configs
-from configs import t2i
 from ntm_jax import text as text_lib
-from ntm_jax.train import loop
-from ntm_jax.train import runtime
-from ntm_jax.train import state as state_lib
+from ntm_jax.data import loaders
+from ntm_jax.runtime import runtime
+from ntm_jax.runtime import state as state_lib
+
+fm_configs = cli.config_module("fm")
+t2i = cli.config_module("t2i")
 
 
 def median_step_seconds(run, state, repeats: int) -> tuple:
@@ -55,7 +52,7 @@ def median_step_seconds(run, state, repeats: int) -> tuple:
 
 def first_batch(config):
   """The first training batch of the config's data (numpy, this process)."""
-  loader = loop.make_train_loader(config, text_lib.tokenizer_for(config), config.train.batch_size)
+  loader = loaders.train_loader(config, text_lib.tokenizer_for(config), config.train.batch_size)
   return next(iter(loader))
 
 
@@ -146,8 +143,7 @@ def main():
   parser.add_argument("--batch_size", type=int, default=0,
                       help="train.batch_size for every preset (0: the preset's)")
   args = parser.parse_args()
-  flags.FLAGS.mark_as_parsed()
-  logging.set_verbosity(logging.WARNING)
+  cli.quiet()
   results = [bench_preset(p, args.repeats, args.batch_size) for p in args.presets.split(",")]
   depth_rows = compile_against_depth(args.depth_preset,
                                      [int(d) for d in args.depths.split(",") if d])

@@ -5,7 +5,7 @@ in-repo CNN classifier on the same images.
   python bench/zero_shot.py --preset=mnist_tiny --workdir=NTM_DIR [--classifier_dir=DIR] \
       [--set=KEY=VALUE ...] [--examples=500] [--trajectories=8]
 
-Prints one JSON object whose "markdown" entry is the BENCHMARKS.md table.
+Prints one JSON object whose "markdown" entry is the results table (docs/results/).
 """
 
 import json
@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-import trained_run  # bench/trained_run.py: first, it puts the repository on sys.path
+import cli  # bench/cli.py
 # pylint: disable=g-import-not-at-top,wrong-import-position,g-bad-import-order
 from ntm_jax import text as text_lib
 from ntm_jax.data import sources
@@ -23,13 +23,13 @@ from ntm_jax.evaluate import zero_shot
 
 
 def main():
-  parser = trained_run.parser(__doc__, preset="mnist_tiny")
+  parser = cli.trained_run_parser(__doc__, preset="mnist_tiny")
   parser.add_argument("--classifier_dir", default="")
   parser.add_argument("--examples", type=int, default=500)
   parser.add_argument("--trajectories", type=int, default=8)
   parser.add_argument("--batch_size", type=int, default=50)
   args = parser.parse_args()
-  config, rt, state, model = trained_run.load(args)
+  config, rt, state, model = cli.load_trained_run(args)
   if config.data.source not in sources.CLASS_SOURCES:
     parser.error(f"zero-shot classification needs class data {sources.CLASS_SOURCES}")
   source = sources.make_source(config.data, "eval")

@@ -12,19 +12,19 @@ often it beats that near miss.
 
 import json
 
-import trained_run  # bench/trained_run.py: first, it puts the repository on sys.path
+import cli  # bench/cli.py
 # pylint: disable=g-import-not-at-top,wrong-import-position,g-bad-import-order
 from ntm_jax import text as text_lib
 from ntm_jax.evaluate import zero_shot
 
 
 def main():
-  parser = trained_run.parser(__doc__, preset="shapes_latent")
+  parser = cli.trained_run_parser(__doc__, preset="shapes_latent")
   parser.add_argument("--per_kind", type=int, default=20)
   parser.add_argument("--renders", type=int, default=4)
   parser.add_argument("--trajectories", type=int, default=4)
   args = parser.parse_args()
-  config, rt, state, model = trained_run.load(args)
+  config, rt, state, model = cli.load_trained_run(args)
   suite = zero_shot.near_miss_suite(
       rt, model, text_lib.tokenizer_for(config), image_size=config.data.image_size,
       held_out_combinations=config.data.held_out_combinations, per_kind=args.per_kind,

@@ -20,7 +20,7 @@ def get_config(preset: str = ""):
     # Stop 12,000 steps into a 30,000-step cosine (the rate still two thirds of its peak)
     # instead of annealing to the floor:
     # ShapesEval Euler 50 at step 12,000 rose from 0.396 to 0.533 (seen), Euler 4 from 0.303 to
-    # 0.423 (hashed text encoder; BENCHMARKS.md, Latent space).
+    # 0.423 (hashed text encoder; docs/results/shapes_latent.md).
     config.optim.schedule_steps = 30_000
   if preset == "emoji_latent":  # with configs/ntm_from_fm.py's 2,000 steps, the NTM's wall-clock
     config.train.num_steps = 8_000

@@ -10,33 +10,17 @@ Paper scale runs on pixels here: no pretrained VAE can be loaded offline, so the
 4x4 patches of 64x64 RGB images (48 channels) instead of the paper's 32-channel latents of 256^2.
 
 Shapes presets and the default condition on the frozen pretrained MiniLM (text_encoder.kind =
-'minilm'); the MNIST-family presets and `micro` on hashed words. Results measured with each
-preset (2-core CPU, no accelerator; shapes data unless named; before 2026-11-30 every shapes row
-used the hashed encoder: add --config.model.text_encoder.kind=hashed to reproduce it):
-  tiny:  3,000 pair-wise steps, 10 min 4 s wall for training plus the final sample grid (the
-         README's first command, 2026-11-28, ~5.7 steps/s). Held-out trajectory NLL (EMA, T = 4,
-         end-to-end): 2.141 / 1.956 / 1.939 nats/dim at steps 1k / 2k / 3k (2.80 bits/dim); per
-         level at 3k: -1.97, 0.36, 0.89, 1.23, 1.42 nats/dim (t_0 ... t_4); bound on
-         -log p(x_t0): -1.87 nats/dim. Samples (docs/tiny_demo_samples.png): blobs in the
-         prompted colours at plausible counts and places for single-colour prompts; shapes are
-         not crisp, two-colour prompts mix colours, the held-out purple triangle comes out blank.
-         --mode=distill (2 layers, 3,000 steps, 33 min on shared cores): held-out PSNR 31.2 dB
-         against the trajectory-denoised targets; fast samples agree with full NF + trajectory
-         denoising to 29.5 dB on the demo prompts (BENCHMARKS.md).
-  shapes_latent: 32x32 shapes as 8x8x4 latents of configs/autoencoder.py:shapes_latent (held-out
-         PSNR 38.8 dB; ShapesEval on its reconstructions 0.999). 9,500 steps, 57.5 min on one
-         core. ShapesEval seen overall at 4 steps (temperature 1.5, last step 1): 0.160 from
-         scratch, 0.400 started from configs/fm.py's run (configs/ntm_from_fm.py:shapes_latent);
-         FM Euler 4 / 50: 0.423 / 0.533 (BENCHMARKS.md, Latent space).
-  small: not yet measured: by FLOP count a step costs ~200x a tiny one (16x the tokens), so its
-         50,000 steps need an accelerator (sized for one GPU).
-  micro: smoke tests only.
-  mnist_tiny: grey (data.channels=1), 3,000 steps: 21 min pinned to one core beside another
-         run; held-out NLL 2.356 nats/dim (D = 256). Class metrics (bench/ablate.py, 100 samples
-         per digit, guidance 3): class accuracy 0.887, Frechet distance 32.9 (RGB, the previous
-         preset: 0.831 / 51.1). Best on this data is the paper's recipe, configs/fm.py:mnist_tiny
-         then configs/ntm_from_fm.py:mnist_tiny: 0.996 / 18.3 (FM Euler 4: 1.000 / 20.5).
-         BENCHMARKS.md, Ablations, has every variant.
+'minilm'); the MNIST-family presets and `micro` on hashed words. The presets, by what they are
+for (measured results: docs/results/):
+  tiny:           16x16 shapes; a recognizable model on a 2-core CPU in about 10 minutes.
+  small:          32x32 shapes on one GPU (a step costs ~200x a tiny one).
+  micro:          smoke tests: every code path in seconds; learns almost nothing.
+  mnist_tiny, fashion_mnist_tiny: the tiny model on grey 16x16 digits or clothes, one row per
+                  class caption (the README demo: configs/fm.py then configs/ntm_from_fm.py).
+  shapes_latent:  32x32 shapes as 8x8x4 latents of configs/autoencoder.py:shapes_latent, the
+                  compositional benchmark (ShapesEval) on a laptop CPU.
+  emoji_latent:   32x32 emoji captioned with their names, through configs/autoencoder.py:
+                  emoji_latent: real captions, Inception FID and held-out names.
 """
 
 import ml_collections
@@ -381,12 +365,12 @@ def _class_data_tiny(config, source: str):
   """The tiny model on an MNIST-family source at 16x16, one grey channel; one grid row per class.
 
   Grey data as 1 channel (not RGB triples) measured 0.887 class accuracy / Frechet distance 32.9
-  against 0.831 / 51.1 on MNIST at 3,000 steps (BENCHMARKS.md, Ablations). The best recipe there
+  against 0.831 / 51.1 on MNIST at 3,000 steps (docs/results/mnist.md, Ablations). The best recipe there
   is the paper's: configs/fm.py:mnist_tiny, then configs/ntm_from_fm.py:mnist_tiny."""
   _tiny(config)
   config.data.update(source=source, channels=1)
   # Ten fixed captions: MiniLM measured no clear gain here (class accuracy 0.908 vs 0.887, within
-  # about 2 standard errors; NLL 2.375 vs 2.356 nats/dim; BENCHMARKS.md, Text conditioning).
+  # about 2 standard errors; NLL 2.375 vs 2.356 nats/dim; docs/results/text_conditioning.md).
   config.model.text_encoder.kind = "hashed"
   config.sample.prompts = sources.CLASS_CAPTIONS[source]
 
@@ -406,7 +390,7 @@ def _shapes_latent(config):
   # blank. Chosen on noise seed 1, ShapesEval seen overall at 4 steps: temperature 1 -> 1.5,
   # NTM from FM 0.332 -> 0.368 (guidance 3), NTM from scratch 0.084 -> 0.167; then the last step
   # at 1: NTM from FM 0.397 -> 0.419 (guidance 6), scratch 0.167 and FM posterior 0.430
-  # unchanged. On seed 0: the table of BENCHMARKS.md, Latent space.
+  # unchanged. On seed 0: the table of docs/results/shapes_latent.md.
   config.sample.update(temperature=1.5, final_temperature=1.0)
 
 

@@ -25,6 +25,7 @@ from flax import nnx
 
 from ntm_jax import autoencoder as autoencoder_lib
 from ntm_jax import files
+from ntm_jax import records
 from ntm_jax.data import pipeline
 
 RECORD = "latents.json"
@@ -53,9 +54,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      "autoencoder.py run (same preset)")
   if not latent.autoencoder_workdir:
     return
-  if config.method == "autoencoder":
-    raise ValueError("an autoencoder run cannot itself train on latents: leave "
-                     "latent.autoencoder_workdir empty")
   record = read_record(latent.autoencoder_workdir)
   image_shape = (config.data.image_size, config.data.image_size, config.data.channels)
   if tuple(record["image_shape"]) != image_shape:
@@ -150,36 +148,19 @@ def export(autoencoder_workdir: str, *, settings, image_shape, step: int, params
   return record
 
 
-def _identity(record: dict) -> dict:
-  identity = {k: record[k] for k in IDENTITY}
-  identity["settings"] = {k: (list(v) if isinstance(v, (list, tuple)) else v)
-                          for k, v in identity["settings"].items()}
-  identity["image_shape"] = list(identity["image_shape"])
-  return identity
-
-
 def check_run(workdir: str, codec: Codec, fresh: bool) -> None:
   """Records the codec in a fresh run's workdir; for an existing run, refuses another one."""
-  path = os.path.join(workdir, RECORD)
-  if not files.exists(path):
-    if not fresh:
-      raise ValueError(f"{workdir} has checkpoints but no {RECORD}: it was not trained on "
-                       "autoencoder latents; drop --config.latent.autoencoder_workdir")
-    files.write_json(path, codec.record)
-    return
-  check_same(files.read_json(path), codec.record, workdir)
-
-
-def check_same(expected: dict, actual: dict, workdir: str) -> None:
-  mine, theirs = _identity(expected), _identity(actual)
-  differ = [k for k in IDENTITY if mine[k] != theirs[k]]
-  if differ:
-    raise ValueError(
-        f"autoencoder mismatch: {workdir} was trained on the latents of "
-        f"{expected.get('autoencoder_workdir')} (step {expected['checkpoint_step']}), but "
-        f"{actual.get('autoencoder_workdir')} now holds step {actual['checkpoint_step']}; they "
-        f"differ in {', '.join(differ)}. Point latent.autoencoder_workdir at the autoencoder "
-        "the run was trained with")
+  actual = codec.record
+  records.check(
+      os.path.join(workdir, RECORD), actual, fresh=fresh, keys=IDENTITY,
+      missing="it was not trained on autoencoder latents; drop "
+              "--config.latent.autoencoder_workdir",
+      mismatch=lambda expected, differ: (
+          f"autoencoder mismatch: {workdir} was trained on the latents of "
+          f"{expected.get('autoencoder_workdir')} (step {expected['checkpoint_step']}), but "
+          f"{actual.get('autoencoder_workdir')} now holds step {actual['checkpoint_step']}; they "
+          f"differ in {', '.join(differ)}. Point latent.autoencoder_workdir at the autoencoder "
+          "the run was trained with"))
 
 
 def reconstruction_report(codec: Codec, images: np.ndarray) -> dict:

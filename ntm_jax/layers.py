@@ -138,7 +138,7 @@ class TransformerLayer(nnx.Module):
     return x + self.mlp(self.mlp_norm(x)), cache
 
 
-BATCH_AXES = ("data", "fsdp")  # the mesh axes a batch is split over (train/sharding.py's mesh)
+BATCH_AXES = ("data", "fsdp")  # the mesh axes a batch is split over (runtime/sharding.py's mesh)
 TENSOR_AXIS = "tensor"  # the mesh axis attention heads and MLP hidden units are split over
 
 

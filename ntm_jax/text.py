@@ -26,9 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ntm_jax import files
 from ntm_jax import layers
 from ntm_jax import minilm
+from ntm_jax import records
 
 PAD = 0
 KINDS = ("minilm", "hashed")
@@ -203,18 +203,12 @@ def record(encoder) -> dict:
 def check_run(workdir: str, encoder, fresh: bool) -> None:
   """Records the text encoder in a fresh run's workdir; for an existing run, refuses another.
   Runs from before the record existed all used the hashed encoder."""
-  path = os.path.join(workdir, RECORD)
   mine = record(encoder)
-  if files.exists(path):
-    trained = files.read_json(path)
-  elif fresh or mine["kind"] == "hashed":
-    files.write_json(path, mine)
-    return
-  else:
-    trained = {"kind": "hashed"}
-  differ = sorted(k for k in set(trained) | set(mine) if trained.get(k) != mine.get(k))
-  if differ:
-    raise ValueError(
-        f"text encoder mismatch: {workdir} was trained with {trained}, but the config asks for "
-        f"{mine}; they differ in {', '.join(differ)}. Set --config.model.text_encoder.kind="
-        f"{trained['kind']} (and its other settings) to use this run")
+  records.check(
+      os.path.join(workdir, RECORD), mine, fresh=fresh,
+      legacy=mine if mine["kind"] == "hashed" else {"kind": "hashed"},
+      mismatch=lambda trained, differ: (
+          f"text encoder mismatch: {workdir} was trained with {trained}, but the config asks "
+          f"for {mine}; they differ in {', '.join(differ)}. Set "
+          f"--config.model.text_encoder.kind={trained['kind']} (and its other settings) to use "
+          "this run"))

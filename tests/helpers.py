@@ -51,16 +51,16 @@ def random_text(seed: int, batch: int, length: int = 3, dim: int = 8):
 
 def train_batches(config: ml_collections.ConfigDict, count: int) -> list:
   """The first `count` training batches of a full config (numpy, this process)."""
-  from ntm_jax import text as text_lib
-  from ntm_jax.train import loop  # pylint: disable=g-import-not-at-top
-  iterator = iter(loop.make_train_loader(config, text_lib.tokenizer_for(config),
-                                         config.train.batch_size))
+  from ntm_jax import text as text_lib  # pylint: disable=g-import-not-at-top
+  from ntm_jax.data import loaders  # pylint: disable=g-import-not-at-top
+  iterator = iter(loaders.train_loader(config, text_lib.tokenizer_for(config),
+                                       config.train.batch_size))
   return [next(iterator) for _ in range(count)]
 
 
 def training_losses(config: ml_collections.ConfigDict, metric: str, count: int) -> list:
   """`metric` after each of `count` training steps from a fresh state (T = 4)."""
-  from ntm_jax.train import runtime  # pylint: disable=g-import-not-at-top
+  from ntm_jax.runtime import runtime  # pylint: disable=g-import-not-at-top
   rt = runtime.build(config)
   state, step = rt.create_state(), rt.train_step(4)
   losses = []

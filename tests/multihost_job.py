@@ -33,7 +33,7 @@ def three_steps(config, pid: int, processes: int) -> dict:
   import jax
   from jax.experimental import multihost_utils
   from ntm_jax import text
-  from ntm_jax.train import runtime
+  from ntm_jax.runtime import runtime
   rt = runtime.build(config)
   state, step = rt.create_state(), rt.train_step(4)
   rng = np.random.default_rng(0)
@@ -101,7 +101,7 @@ def main():
   from absl import flags
   from clu import periodic_actions
   from ntm_jax.train import loop
-  from ntm_jax.train import runtime
+  from ntm_jax.runtime import runtime
   flags.FLAGS.mark_as_parsed()
   config = micro_config(data=2, fsdp=2)
   runtime.build = _build_once(runtime.build)

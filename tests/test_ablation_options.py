@@ -19,12 +19,13 @@ from helpers import training_losses
 from helpers import write_synthetic_mnist
 from ntm_jax import files
 from ntm_jax import ntm
-from ntm_jax import sampling
 from ntm_jax import transporter as transporter_lib
 from ntm_jax.data import pipeline
 from ntm_jax.evaluate import sample as sample_lib
 from ntm_jax.evaluate import score
 from ntm_jax.evaluate import suite
+from ntm_jax.methods import sampling
+from ntm_jax.runtime import denoiser
 from ntm_jax.train import distill
 from ntm_jax.train import loop
 
@@ -67,7 +68,7 @@ def test_grey_data_runs_through_training_every_sampler_distillation_and_eval(gre
   grid = np.asarray(Image.open(os.path.join(workdir, "samples", "step_00000006.png")))
   assert grid.ndim == 3 and grid.shape[-1] == 3
   distill.distill(grey_config, workdir)
-  assert os.path.isfile(os.path.join(distill.run_dir(workdir), "samples",
+  assert os.path.isfile(os.path.join(denoiser.run_dir(workdir), "samples",
                                      "step_00000004.png"))
   for sampler in ("full_nf", "full_nf_denoised"):  # fast: in the eval below
     config = grey_config.copy_and_resolve_references()

@@ -11,7 +11,8 @@ import pytest
 
 from configs import t2i
 from ntm_jax.evaluate import sample as sample_lib
-from ntm_jax.train import checkpointing
+from ntm_jax.runtime import checkpointing
+from ntm_jax.runtime import denoiser
 from ntm_jax.train import distill
 from ntm_jax.train import loop
 
@@ -39,7 +40,7 @@ def test_distill_checkpoints_resumes_exactly_and_reports(ntm_workdir, tmp_path):
   workdir = _copy_of(ntm_workdir, tmp_path)
   config = micro(**{"distill.train.eval_every": 10, "distill.train.sample_every": 10})
   straight = distill.distill(config, workdir)
-  out = distill.run_dir(workdir)
+  out = denoiser.run_dir(workdir)
   manager = checkpointing.make_manager(out, config.distill.train, asynchronous=False)
   assert manager.all_steps() == [5, 10]
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(out))

@@ -14,9 +14,9 @@ from ntm_jax import flow_matching
 from ntm_jax import ntm
 from ntm_jax import predictor
 from ntm_jax import trajectory
+from ntm_jax.runtime import runtime
 from ntm_jax.train import fm_init
 from ntm_jax.train import loop
-from ntm_jax.train import runtime
 
 
 def fm_and_initialized_ntm(delta_mean=True):
@@ -127,7 +127,7 @@ def test_finetuning_from_fm_starts_aligned_and_lowers_the_nll(fm_workdir):
   config = ntm_from_fm.get_config("micro")
   config.init.fm_workdir = fm_workdir
   rt = runtime.build(config)
-  fm_init.attach(rt, config)
+  rt = fm_init.attach(rt, config)
   state = fm_init.initial_state(rt, rt.create_state())
   batches = [rt.global_batch(b) for b in train_batches(config, 31)]
   held_out = batches.pop()

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ntm_jax.evaluate import grids
+from ntm_jax import grids
 
 
 def test_make_grid_places_every_image_in_row_major_cells():

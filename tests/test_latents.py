@@ -21,6 +21,7 @@ from ntm_jax import files
 from ntm_jax import latents
 from ntm_jax.evaluate import sample as sample_lib
 from ntm_jax.evaluate import suite
+from ntm_jax.runtime import denoiser
 from ntm_jax.train import distill
 from ntm_jax.train import loop
 
@@ -145,7 +146,7 @@ def test_ntm_on_latents_trains_samples_distills_and_reports_latent_nats(trained_
   assert files.read_json(os.path.join(workdir, latents.RECORD))["checkpoint_step"] == 6
   _decoded_grid(os.path.join(workdir, "samples", "step_00000004.png"))
   distill.distill(config, workdir)  # trajectory-denoised targets on latents
-  _decoded_grid(os.path.join(distill.run_dir(workdir), "samples", "step_00000002.png"))
+  _decoded_grid(os.path.join(denoiser.run_dir(workdir), "samples", "step_00000002.png"))
   config.eval.shapes_eval = False  # the fast sampler's decoding is in the distillation grid
   report_path = suite.evaluate(config, workdir)
   report = files.read_json(report_path)

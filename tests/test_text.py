@@ -7,20 +7,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import scipy.special
 import tokenizers
 from flax import nnx
 
 from configs import t2i
 from helpers import build, randomize, tiny_model_config
+import minilm_reference
 from ntm_jax import files
 from ntm_jax import minilm
 from ntm_jax import ntm
 from ntm_jax import text
 from ntm_jax import text_to_image
-from ntm_jax.train import checkpointing
+from ntm_jax.runtime import checkpointing
+from ntm_jax.runtime import runtime
 from ntm_jax.train import loop
-from ntm_jax.train import runtime
 
 
 def test_tokenizer_is_deterministic_pads_and_truncates():
@@ -48,8 +48,7 @@ def test_empty_caption_is_the_null_condition_and_others_are_not():
 
 # --- The frozen pretrained encoder (all-MiniLM-L6-v2) -------------------------------------------
 
-CAPTIONS = ["a red circle", "a crimson circle", "three blue squares", "",
-            "a yellow circle left of a purple square"]
+CAPTIONS = minilm_reference.CAPTIONS
 
 
 @pytest.fixture(scope="module")
@@ -62,42 +61,11 @@ forward = nnx.jit(lambda model, tokens: model(tokens))
 forward_with_embeddings = nnx.jit(lambda model, tokens: model(tokens, with_embeddings=True))
 
 
-def numpy_bert(weights: dict, tokens: np.ndarray) -> np.ndarray:
-  """BERT written from the Hugging Face formulas, in float64 numpy, from the raw checkpoint."""
-  w = {k: v.astype(np.float64) for k, v in weights.items()}
-  dense = lambda x, name: x @ w[f"{name}.weight"].T + w[f"{name}.bias"]
-
-  def layer_norm(x, name):
-    mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + 1e-12) * w[f"{name}.weight"] + w[f"{name}.bias"]
-
-  length = tokens.shape[1]
-  x = (w["embeddings.word_embeddings.weight"][tokens]
-       + w["embeddings.position_embeddings.weight"][:length]
-       + w["embeddings.token_type_embeddings.weight"][0])
-  x = layer_norm(x, "embeddings.LayerNorm")
-  bias = np.where(tokens != 0, 0.0, -1e30)[:, None, None, :]
-  split = lambda y: y.reshape(y.shape[0], length, 12, 32).transpose(0, 2, 1, 3)
-  for i in range(6):
-    p = f"encoder.layer.{i}"
-    q, k, v = (split(dense(x, f"{p}.attention.self.{n}")) for n in ("query", "key", "value"))
-    scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(32) + bias
-    probs = np.exp(scores - scores.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
-    context = (probs @ v).transpose(0, 2, 1, 3).reshape(x.shape)
-    x = layer_norm(x + dense(context, f"{p}.attention.output.dense"),
-                   f"{p}.attention.output.LayerNorm")
-    hidden = dense(x, f"{p}.intermediate.dense")
-    hidden = 0.5 * hidden * (1 + scipy.special.erf(hidden / np.sqrt(2)))
-    x = layer_norm(x + dense(hidden, f"{p}.output.dense"), f"{p}.output.LayerNorm")
-  return x
-
-
 def test_minilm_matches_an_independent_numpy_bert_on_padded_captions(bert):
   tokens = minilm.WordPieceTokenizer(12).encode(CAPTIONS)
   assert (tokens == 0).any(axis=1).all()  # every caption is padded
   ours = np.asarray(forward(bert, jnp.asarray(tokens)))
-  reference = numpy_bert(minilm.read_weights(), tokens)
+  reference = minilm_reference.numpy_bert(minilm.read_weights(), tokens)
   visible = tokens != 0  # an empty caption's states are never read (null condition)
   assert np.abs(ours - reference)[visible].max() <= 1e-4
 

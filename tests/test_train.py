@@ -22,10 +22,10 @@ from ntm_jax.evaluate import emoji_eval
 from ntm_jax.evaluate import sample as sample_lib
 from ntm_jax.evaluate import score
 from ntm_jax.evaluate import suite
-from ntm_jax.train import checkpointing
+from ntm_jax.runtime import checkpointing
+from ntm_jax.runtime import runtime
+from ntm_jax.runtime import sharding
 from ntm_jax.train import loop
-from ntm_jax.train import runtime
-from ntm_jax.train import sharding
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -234,7 +234,8 @@ import os, signal, sys
 from absl import flags
 flags.FLAGS.mark_as_parsed()
 from configs import t2i
-from ntm_jax.train import checkpointing, loop
+from ntm_jax.runtime import checkpointing
+from ntm_jax.train import loop
 original_save = checkpointing.save
 def save_or_die(manager, step, *args):
   if step == 8:  # steps 5-8 are lost: only checkpoint 4 survives the kill
@@ -294,7 +295,7 @@ flags.FLAGS.mark_as_parsed()
 from configs import t2i
 from ntm_jax import text
 from ntm_jax.data import pipeline, sources
-from ntm_jax.train import runtime
+from ntm_jax.runtime import runtime
 config = t2i.get_config("micro")
 config.mesh.min_shard_size = 1  # shard even tiny parameters
 batch = next(iter(pipeline.make_loader(sources.make_source(config.data, "train"),
@@ -397,7 +398,7 @@ def test_mesh_shapes():
 
 
 def test_weight_decay_applies_to_matrices_only():
-  from ntm_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
+  from ntm_jax.runtime import state as state_lib  # pylint: disable=g-import-not-at-top
   params = runtime.build(micro()).abstract_state.params
   mask = {sharding.path_string(p): m for p, m in
           jax.tree_util.tree_flatten_with_path(state_lib.decay_mask(params))[0]}
@@ -458,7 +459,7 @@ def test_path_rules_keep_matching_parameters_replicated():
 
 def test_schedule_steps_stretch_the_cosine_beyond_training():
   from ml_collections import ConfigDict  # pylint: disable=g-import-not-at-top
-  from ntm_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top
+  from ntm_jax.runtime import state as state_lib  # pylint: disable=g-import-not-at-top
   optim = ConfigDict({"peak_lr": 1.0, "end_lr": 0.0, "warmup_steps": 10, "schedule_steps": 0})
   assert float(state_lib.lr_schedule(optim, 110)(110)) == pytest.approx(0.0, abs=1e-6)
   optim.schedule_steps = 210  # stops halfway down the cosine: cos(pi / 2) -> half the peak

@@ -23,6 +23,7 @@ from absl import logging
 from flax import nnx
 
 from ntm_jax import files
+from ntm_jax import records
 from ntm_jax.data import pipeline
 from ntm_jax.data import sources
 from ntm_jax.evaluate import fid
@@ -122,7 +123,7 @@ def load_or_train(directory: str, data: ml_collections.ConfigDict,
   num_classes = len(train_source.class_captions)
   if meta_path.exists():
     stored = files.read_json(meta_path)
-    if {k: stored.get(k) for k in wanted} != wanted:
+    if records.differing_keys(stored, wanted, keys=wanted):
       raise ValueError(f"the classifier in {directory} was trained for {stored}, not {wanted}: "
                        "point eval.classifier.dir elsewhere or delete it")
     graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Classifier(num_classes,

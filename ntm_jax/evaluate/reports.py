@@ -5,7 +5,7 @@ from ntm_jax.data import shapes
 
 
 def likelihood_table(results: dict) -> list:
-  """Markdown rows of a likelihood.evaluate result: one row per step count T."""
+  """Markdown rows of a held_out.evaluate result: one row per step count T."""
   prefixes = sorted({k.split("/", 1)[0] for k in results}, key=lambda p: (len(p), p))
   levels = sorted({k.split("/")[1] for k in results if "/level_" in k},
                   key=lambda name: int(name.split("_")[1]))

@@ -7,25 +7,27 @@ import ml_collections
 from absl import logging
 
 from ntm_jax import files
-from ntm_jax import sampling
+from ntm_jax import grids
+from ntm_jax import methods
 from ntm_jax import text as text_lib
-from ntm_jax.evaluate import grids
-from ntm_jax.train import checkpointing
-from ntm_jax.train import distill
+from ntm_jax.methods import sampling
+from ntm_jax.runtime import checkpointing
+from ntm_jax.runtime import denoiser
 
 
 def resolve_sampler(config: ml_collections.ConfigDict, workdir: str, name=None) -> str:
   """A sampler name (default config.sample.sampler) with 'auto' resolved: for the NTM the fast
   sampler once a distilled denoiser exists, else full NF; for flow matching Euler."""
-  return sampling.resolve(config.method, name or config.sample.sampler,
-                          config.method == "ntm" and distill.has_denoiser(workdir))
+  method = methods.get(config)
+  return sampling.resolve(method, name or config.sample.sampler,
+                          method.distillable and denoiser.has_denoiser(workdir))
 
 
 def make_sampler(config, workdir: str, rt, sample_config):
   """(params, tokens, rng) -> images for a sample section whose sampler is resolved, and the
   settings it adds to reports (the denoiser's step for the fast sampler)."""
   if sample_config.sampler == "fast":
-    drt, denoiser_state = distill.restore_denoiser(config, workdir, rt)
+    drt, denoiser_state = denoiser.restore_denoiser(config, workdir, rt)
     return (drt.fast_sampler(sample_config, denoiser_state.ema_params),
             {"denoiser_step": int(denoiser_state.step)})
   return rt.sampler(sample_config), {}
@@ -44,7 +46,7 @@ def sample_config(config, workdir: str, sampler=None,
 
 def sample(config: ml_collections.ConfigDict, workdir: str, prompts=None) -> str:
   """Samples every prompt sample.per_prompt times; writes a PNG grid and a JSON of settings."""
-  if config.method == "autoencoder":
+  if not methods.get(config).generator:
     raise ValueError("an autoencoder has no sampler: --mode=eval writes its reconstruction grid "
                      "and report")
   s = sample_config(config, workdir)

@@ -23,20 +23,22 @@ from PIL import Image
 
 from ntm_jax import files
 from ntm_jax import latents
+from ntm_jax import methods
 from ntm_jax import text as text_lib
 from ntm_jax.data import pipeline
 from ntm_jax.data import sources
 from ntm_jax.evaluate import zero_shot
-from ntm_jax.train import checkpointing
+from ntm_jax.runtime import checkpointing
 
 POSITIVE = ("trajectories", "examples", "per_kind", "renders", "batch_size")
 
 
 def validate(config: ml_collections.ConfigDict, images=None, prompts=None) -> None:
   """Refuses what --mode=score cannot do, before anything is built."""
-  if config.method != "ntm":
+  method = methods.get(config)
+  if not method.exact_likelihood:
     raise ValueError(f"--mode=score needs an exact likelihood: method 'ntm', not "
-                     f"{config.method!r}")
+                     f"{method.name!r}")
   for name in POSITIVE:
     value = config.score[name]
     if not isinstance(value, int) or value < 1:

@@ -11,20 +11,22 @@ import numpy as np
 from absl import logging
 
 from ntm_jax import files
+from ntm_jax import grids
 from ntm_jax import latents
+from ntm_jax import methods
 from ntm_jax import text as text_lib
+from ntm_jax.data import loaders
 from ntm_jax.data import sources
 from ntm_jax.evaluate import classifier
 from ntm_jax.evaluate import emoji_eval
 from ntm_jax.evaluate import fid
-from ntm_jax.evaluate import grids
 from ntm_jax.evaluate import inception
-from ntm_jax.evaluate import likelihood
 from ntm_jax.evaluate import reconstruction
 from ntm_jax.evaluate import reports
 from ntm_jax.evaluate import sample as sample_lib
 from ntm_jax.evaluate import shapes_eval
-from ntm_jax.train import checkpointing
+from ntm_jax.runtime import checkpointing
+from ntm_jax.runtime import held_out
 
 
 def shapes_eval_report(config, workdir: str, rt, params, sampler_name: str, num_steps=None,
@@ -172,12 +174,13 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> str:
   settings (another evaluation never overwrites this one); returns the JSON path."""
   rt, state = checkpointing.restore_latest(config, workdir)
   step = int(state.step)
-  report = {"step": step, "method": config.method}
-  if config.method == "autoencoder":
+  method = methods.get(config)
+  report = {"step": step, "method": method.name}
+  if not method.generator:  # the autoencoder
     report.update(reconstruction.evaluation_report(rt, state.ema_params, config, workdir, step))
   else:
     tokenizer = text_lib.tokenizer_for(config)
-    report.update(likelihood=likelihood.evaluate(rt, state.ema_params, config, tokenizer, step),
+    report.update(likelihood=held_out.evaluate(rt, state.ema_params, config, tokenizer, step),
                   **sample_quality(config, workdir, rt, state.ema_params,
                                    [(name, None) for name in config.eval.samplers]))
     if rt.codec is not None:
@@ -192,7 +195,7 @@ def latent_note(rt, config, tokenizer) -> dict:
   """Which autoencoder a latent model's report is about, and its held-out reconstruction error
   (over the same held-out batches as the likelihood)."""
   record = rt.codec.record
-  images = np.concatenate([b["image"] for b in likelihood.held_out_local_batches(
+  images = np.concatenate([b["image"] for b in loaders.held_out_local_batches(
       config, tokenizer, config.train.batch_size, config.train.eval_batches)])
   return {"autoencoder_workdir": record["autoencoder_workdir"],
           "autoencoder_step": record["checkpoint_step"],

@@ -10,14 +10,14 @@ import jax
 import ml_collections
 
 from ntm_jax import text as text_lib
-from ntm_jax.train import loop
-from ntm_jax.train import runtime as runtime_lib
+from ntm_jax.data import loaders
+from ntm_jax.runtime import runtime as runtime_lib
 
 
 def abstract_batch(rt, config: ml_collections.ConfigDict) -> dict:
   """The global batch of config.train.batch_size as ShapeDtypeStructs with its shardings, read
   off one real batch of one example per device (the text inputs are computed, not guessed)."""
-  loader = loop.make_train_loader(config, text_lib.tokenizer_for(config), rt.mesh.size)
+  loader = loaders.train_loader(config, text_lib.tokenizer_for(config), rt.mesh.size)
   small = rt.global_batch(next(iter(loader)))
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(
       (config.train.batch_size,) + x.shape[1:], x.dtype, sharding=x.sharding), small)

@@ -1,6 +1,5 @@
-"""What an autoencoder run (configs/autoencoder.py) does beside the shared training loop:
-reconstruction grids while it trains (ntm_jax/evaluate/reconstruction.py), and the export a
-generator on its latents loads (ntm_jax/latents.py) when it finishes."""
+"""What an autoencoder run (configs/autoencoder.py) does when the shared training loop finishes:
+the export a generator on its latents loads (ntm_jax/latents.py)."""
 
 import os
 
@@ -9,13 +8,13 @@ from absl import logging
 
 from ntm_jax import files
 from ntm_jax import latents
-from ntm_jax.evaluate import likelihood
+from ntm_jax.data import loaders
+from ntm_jax.runtime import held_out
 
 
 def training_images(config, tokenizer, count: int) -> list:
   """`count` training batches of uint8 images (the latent statistics' sample)."""
-  from ntm_jax.train import loop  # pylint: disable=g-import-not-at-top
-  loader = loop.make_train_loader(config, tokenizer, config.train.batch_size)
+  loader = loaders.train_loader(config, tokenizer, config.train.batch_size)
   return [batch["image"] for batch, _ in zip(loader, range(count))]
 
 
@@ -28,7 +27,7 @@ def export_if_finished(rt, config, tokenizer, workdir: str, state) -> None:
   record = os.path.join(latents.export_dir(workdir), latents.RECORD)
   if files.exists(record) and files.read_json(record)["checkpoint_step"] == step:
     return
-  psnr = likelihood.evaluate(rt, state.ema_params, config, tokenizer, step)["eval/psnr_db"]
+  psnr = held_out.evaluate(rt, state.ema_params, config, tokenizer, step)["eval/psnr_db"]
   a = config.model.autoencoder
   exported = latents.export(
       workdir, settings=a.to_dict(), step=step, params=state.ema_params, graphdef=rt.graphdef,

@@ -11,7 +11,8 @@ import ml_collections
 from absl import logging
 
 from ntm_jax import flow_matching
-from ntm_jax.train import checkpointing
+from ntm_jax import methods
+from ntm_jax.runtime import checkpointing
 
 
 def fm_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -22,21 +23,23 @@ def fm_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def check(config: ml_collections.ConfigDict) -> None:
-  if config.method != "ntm":
-    raise ValueError(f"init.fm_workdir initializes an NTM; method is {config.method!r}")
+  method = methods.get(config)
+  if method is not methods.NTM:
+    raise ValueError(f"init.fm_workdir initializes an NTM; method is {method.name!r}")
   if config.model.predictor.parametrization != "posterior":
     raise ValueError("init.fm_workdir needs --config.model.predictor.parametrization=posterior "
                      "(the FM velocity becomes the predictor's posterior mean)")
 
 
-def attach(rt, config: ml_collections.ConfigDict) -> None:
-  """Loads the FM run's EMA parameters onto rt's mesh as the frozen alignment reference."""
+def attach(rt, config: ml_collections.ConfigDict):
+  """rt with the FM run's EMA parameters, loaded onto its mesh, as the frozen alignment
+  reference (a new runtime: rt itself is not changed)."""
   check(config)
   fm_rt, fm_state = checkpointing.restore_latest(fm_config(config), config.init.fm_workdir,
                                                  devices=rt.mesh.devices.ravel().tolist())
   logging.info("Flow-matching network from %s, step %d", config.init.fm_workdir,
                int(fm_state.step))
-  rt.fm_graphdef, rt.fm_params = fm_rt.graphdef, fm_state.ema_params
+  return rt.with_frozen_fm(fm_rt.graphdef, fm_state.ema_params)
 
 
 def initial_state(rt, state):

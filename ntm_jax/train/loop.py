@@ -1,5 +1,6 @@
-"""Training: train_and_evaluate(config, workdir) trains config.method (the NTM by likelihood,
-Algorithm 1, or the flow-matching baseline); run_steps is the loop it shares with distillation.
+"""Training: train_and_evaluate(config, workdir) trains config's method (methods/: the NTM by
+likelihood, Algorithm 1, the flow-matching baseline or the autoencoder); run_steps is the loop
+it shares with distillation.
 
 Resumes from the latest checkpoint (state and data position), writes metrics through clu
 (TensorBoard + log), reports progress, saves sample grids as PNG, evaluates held-out NLL, and on
@@ -18,20 +19,20 @@ from clu import metric_writers
 from clu import periodic_actions
 from jax.experimental import multihost_utils
 
-from ntm_jax import autoencoder
 from ntm_jax import files
+from ntm_jax import grids
 from ntm_jax import latents
-from ntm_jax import sampling
+from ntm_jax import methods
 from ntm_jax import text as text_lib
+from ntm_jax.data import loaders
 from ntm_jax.data import pipeline
-from ntm_jax.data import sources
-from ntm_jax.evaluate import grids
-from ntm_jax.evaluate import likelihood
-from ntm_jax.evaluate import reconstruction
+from ntm_jax.methods import autoencoder as autoencoder_method
+from ntm_jax.methods import sampling
+from ntm_jax.runtime import checkpointing
+from ntm_jax.runtime import held_out
+from ntm_jax.runtime import runtime as runtime_lib
 from ntm_jax.train import autoencoding
-from ntm_jax.train import checkpointing
 from ntm_jax.train import fm_init
-from ntm_jax.train import runtime as runtime_lib
 
 
 class NonFiniteError(RuntimeError):
@@ -64,8 +65,7 @@ def validate(config: ml_collections.ConfigDict, batch_size: int, name: str = "tr
   if config.data.channels == 1 and config.data.source == "shapes":
     raise ValueError("data.channels=1 drops colour, which every shapes caption names; use "
                      "data.channels=3 on the shapes data")
-  if config.method == "autoencoder":
-    autoencoder.validate(config.model.autoencoder, config.data.image_size)
+  methods.get(config).validate(config)
   latents.validate(config)
   sampling.validate_settings(config, config.sample)
 
@@ -139,7 +139,7 @@ def run_steps(state, *, train: ml_collections.ConfigDict, step_fn: Callable, dat
         if int(consecutive_nonfinite) >= max_consecutive_nonfinite:
           raise NonFiniteError(f"{int(consecutive_nonfinite)} consecutive non-finite updates "
                                f"at step {done}; lower the peak_lr or check the data")
-        writer.write_scalars(done, likelihood.average(history))
+        writer.write_scalars(done, held_out.average(history))
         history = []
       stop = preemption.reached(done)
       if done % train.checkpoint_every == 0 or last or stop:
@@ -165,24 +165,17 @@ def make_writer(run_dir: str, config: ml_collections.ConfigDict, step: int):
   return writer
 
 
-def make_train_loader(config: ml_collections.ConfigDict, tokenizer, batch_size: int):
-  return pipeline.make_loader(sources.make_source(config.data, "train"), tokenizer,
-                              global_batch_size=batch_size, seed=config.data.seed,
-                              worker_count=config.data.worker_count,
-                              channels=config.data.channels)
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   """Trains (or resumes) to config.train.num_steps. Returns the final TrainState."""
   check_workdir(workdir)
   validate(config, config.train.batch_size)
   rt = runtime_lib.build(config)
   tokenizer = text_lib.tokenizer_for(config)
-  data_iter = iter(make_train_loader(config, tokenizer, config.train.batch_size))
+  data_iter = iter(loaders.train_loader(config, tokenizer, config.train.batch_size))
   manager = checkpointing.make_manager(workdir, config.train)
   from_fm = config.init.source == "flow_matching"
   if from_fm:
-    fm_init.attach(rt, config)
+    rt = fm_init.attach(rt, config)
   # Before a checkpoint of another latent shape or text encoder can be restored.
   checkpointing.check_conditioning(config, rt, workdir, fresh=manager.latest_step() is None)
   state = checkpointing.restore(manager, rt.abstract_state, data_iter)
@@ -200,17 +193,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     return rt.train_step(steps_for(config, step))(state, rt.global_batch(batch))
 
   t = config.train
+  method = methods.get(config)
   evaluate = (t.eval_every, evaluate_fn(rt, config, tokenizer, writer))
-  if config.method == "autoencoder":
-    grid = reconstruction.grid_fn(rt, config, tokenizer, workdir, writer)
-    actions = (evaluate, (t.sample_every, lambda state, done: grid(state.ema_params, done)))
-  else:
+  if method.generator:
     actions = ((t.sample_every, sample_fn(rt, config, tokenizer, workdir, writer)), evaluate)
+  else:  # the autoencoder: grids of held-out reconstructions
+    grid = autoencoder_method.grid_fn(rt.graphdef, config, tokenizer, workdir, writer)
+    actions = (evaluate, (t.sample_every, lambda state, done: grid(state.ema_params, done)))
   state = run_steps(state, train=t, step_fn=step_fn, data_iter=data_iter, manager=manager,
                     writer=writer,
                     max_consecutive_nonfinite=config.optim.max_consecutive_nonfinite,
                     actions=actions)
-  if config.method == "autoencoder":
+  if method is methods.AUTOENCODER:
     autoencoding.export_if_finished(rt, config, tokenizer, workdir, state)
   return state
 
@@ -220,7 +214,7 @@ def sample_fn(rt, config, tokenizer, workdir: str, writer) -> Callable:
   while the NTM trains)."""
   sample_config = config.sample.copy_and_resolve_references()
   if sample_config.sampler in ("auto", "fast"):
-    sample_config.sampler = sampling.DEFAULT_SAMPLERS[config.method]
+    sample_config.sampler = methods.get(config).default_sampler
 
   def sample(state, done):
     path = write_samples(rt.sampler(sample_config), state.ema_params, config, tokenizer, workdir,
@@ -232,7 +226,7 @@ def sample_fn(rt, config, tokenizer, workdir: str, writer) -> Callable:
 def evaluate_fn(rt, config, tokenizer, writer) -> Callable:
   """The periodic held-out evaluation: NLL (NTM), velocity error (FM) or reconstruction error."""
   def evaluate(state, done):
-    writer.write_scalars(done, likelihood.evaluate(rt, state.ema_params, config, tokenizer, done))
+    writer.write_scalars(done, held_out.evaluate(rt, state.ema_params, config, tokenizer, done))
   return evaluate
 
 

@@ -10,8 +10,9 @@ import orbax.checkpoint as ocp
 
 from ntm_jax import files
 from ntm_jax import latents
+from ntm_jax import methods
 from ntm_jax import text as text_lib
-from ntm_jax.train import runtime as runtime_lib
+from ntm_jax.runtime import runtime as runtime_lib
 
 
 def make_manager(run_dir: str, train: ml_collections.ConfigDict,
@@ -50,7 +51,7 @@ def check_conditioning(config: ml_collections.ConfigDict, rt, workdir: str, fres
   def check():
     if rt.codec is not None:
       latents.check_run(workdir, rt.codec, fresh)
-    if config.method != "autoencoder":
+    if methods.get(config).text_conditioned:
       text_lib.check_run(workdir, config.model.text_encoder, fresh)
   files.process_0_first(check, "conditioning recorded")
 

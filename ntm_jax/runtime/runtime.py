@@ -14,11 +14,12 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 from ntm_jax import latents
-from ntm_jax import sampling
+from ntm_jax import methods
 from ntm_jax import text as text_lib
 from ntm_jax.data import pipeline
-from ntm_jax.train import sharding
-from ntm_jax.train import state as state_lib
+from ntm_jax.methods import sampling
+from ntm_jax.runtime import sharding
+from ntm_jax.runtime import state as state_lib
 
 
 @dataclasses.dataclass
@@ -41,6 +42,12 @@ class Runtime:
   _train_steps: dict = dataclasses.field(default_factory=dict)
   _eval_steps: dict = dataclasses.field(default_factory=dict)
   _samplers: dict = dataclasses.field(default_factory=dict)
+
+  def with_frozen_fm(self, graphdef, params) -> "Runtime":
+    """This runtime with the frozen FM network of the mean-alignment loss; a new runtime (with
+    its own compiled programs): a built one is never changed."""
+    return dataclasses.replace(self, fm_graphdef=graphdef, fm_params=params, _train_steps={},
+                               _eval_steps={}, _samplers={})
 
   @property
   def batch_sharding(self):
@@ -67,7 +74,7 @@ class Runtime:
 
   def model_inputs(self, images):
     """uint8 images [batch, H, W, C] -> what the model generates: normalized latents, or the
-    images in [-1, 1] (state.model_inputs of the same images' global batch)."""
+    images in [-1, 1] (methods.inputs.model_inputs of the same images' global batch)."""
     if self.codec is not None:
       return self.codec.encode(images)
     return pipeline.normalize_images(jnp.asarray(images))
@@ -105,12 +112,12 @@ class Runtime:
 
   def sampler(self, sample_config: ml_collections.ConfigDict) -> Callable:
     """The sampler (params, tokens, rng) -> images for a `sample` config section: the model's
-    own samplers (sampling.MODEL_SAMPLERS), jitted; the NTM's fast one needs the denoiser."""
+    own samplers (Method.samplers), jitted; the NTM's fast one needs the denoiser."""
     s = sample_config
-    allowed = sampling.MODEL_SAMPLERS[self.config.method]
-    if s.sampler not in allowed:
-      raise ValueError(f"sample.sampler must be one of {allowed} for method "
-                       f"{self.config.method!r}, got {s.sampler!r} (the NTM's fast sampler is "
+    method = methods.get(self.config)
+    if s.sampler not in method.samplers:
+      raise ValueError(f"sample.sampler must be one of {method.samplers} for method "
+                       f"{method.name!r}, got {s.sampler!r} (the NTM's fast sampler is "
                        "DistillRuntime.fast_sampler)")
     settings = dict(sampler=s.sampler, num_steps=s.num_steps, guidance=s.guidance, t_min=s.t_min,
                     temperature=s.temperature, final_temperature=s.final_temperature,

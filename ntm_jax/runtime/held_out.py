@@ -1,12 +1,13 @@
-"""Likelihood report: held-out trajectory NLL (nats/dim, bits/dim), per level, and the marginal
-bound on x_t0, at every step count T the model was trained for."""
+"""Held-out evaluation of a runtime's eval step: for the NTM the trajectory NLL (nats/dim,
+bits/dim), per level, and the marginal bound on x_t0 at every trained T; for flow matching the
+velocity error; for the autoencoder the reconstruction error (methods/*.eval_metrics)."""
 
 import jax
 import numpy as np
 from clu import metrics as clu_metrics
 
-from ntm_jax.data import pipeline
-from ntm_jax.data import sources
+from ntm_jax import methods
+from ntm_jax.data import loaders
 
 
 def average(history: list) -> dict:
@@ -19,20 +20,11 @@ def average(history: list) -> dict:
   return {name: float(metric.compute()) for name, metric in averages.items()}
 
 
-def held_out_local_batches(config, tokenizer, batch_size: int, count: int) -> list:
-  """This process's share of the first `count` batches of the evaluation split (numpy)."""
-  loader = pipeline.make_loader(sources.make_source(config.data, "eval"), tokenizer,
-                                global_batch_size=batch_size, seed=config.data.seed,
-                                shuffle=False, num_epochs=1,
-                                channels=config.data.channels)
-  return [b for b, _ in zip(loader, range(count))]
-
-
 def held_out_batches(rt, config, tokenizer, batch_size: int, count: int) -> list:
   """The first `count` global batches of the evaluation split, in a fixed order (encoded to
   latents when the model generates latents)."""
   return [rt.global_batch(b)
-          for b in held_out_local_batches(config, tokenizer, batch_size, count)]
+          for b in loaders.held_out_local_batches(config, tokenizer, batch_size, count)]
 
 
 def average_per_step_count(eval_fn, batches: list, step_counts, step: int) -> dict:
@@ -48,12 +40,10 @@ def average_per_step_count(eval_fn, batches: list, step_counts, step: int) -> di
 
 
 def evaluate(rt, params, config, tokenizer, step: int) -> dict:
-  """Held-out trajectory NLL at every trained T (flow matching: the velocity error), averaged
-  over eval_batches batches."""
+  """The method's held-out metrics at each of its evaluation T, averaged over
+  train.eval_batches batches."""
   batches = held_out_batches(rt, config, tokenizer, config.train.batch_size,
                              config.train.eval_batches)
-  # Flow matching has no step count: one held-out velocity error.
-  step_counts = config.ntm.num_steps if config.method == "ntm" else (0,)
   return average_per_step_count(
       lambda num_steps, batch, rng: rt.eval_step(num_steps)(params, batch, rng), batches,
-      step_counts, step)
+      methods.get(config).eval_step_counts(config), step)

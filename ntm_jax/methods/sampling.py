@@ -12,7 +12,7 @@ about them, and the functions the runtimes jit.
 
 The numerics live with their models (ntm.sample, denoise.sample_denoised and sample_fast,
 flow_matching.sample_*); the jitted, cached and sharded versions live in the runtimes
-(train/runtime.py Runtime.sampler, train/distill.py DistillRuntime.fast_sampler).
+(runtime/runtime.py Runtime.sampler, train/distill.py DistillRuntime.fast_sampler).
 """
 
 import ml_collections
@@ -20,31 +20,28 @@ from flax import nnx
 
 from ntm_jax import denoise
 from ntm_jax import flow_matching
+from ntm_jax import methods
 from ntm_jax import ntm
 from ntm_jax import text_to_image
 from ntm_jax import trajectory
 from ntm_jax import transporter
 
-# The samplers that need the trained model only, per method; the NTM's fast sampler also needs
-# the distilled denoiser (fast_sample_images).
-MODEL_SAMPLERS = {"ntm": ("full_nf", "full_nf_denoised"), "flow_matching": flow_matching.SAMPLERS}
-# What 'auto' means when no denoiser is around (while training, or before --mode=distill).
-DEFAULT_SAMPLERS = {"ntm": "full_nf", "flow_matching": "euler"}
+def allowed(method: methods.Method) -> tuple:
+  """The sample.sampler values a method accepts: its model's samplers (Method.samplers), 'auto',
+  and 'fast' (the distilled denoiser, fast_sample_images) where it can be distilled."""
+  return ("auto",) + method.samplers + (("fast",) if method.distillable else ())
 
 
-def allowed(method: str) -> tuple:
-  """The sample.sampler values a method accepts."""
-  return ("auto",) + MODEL_SAMPLERS[method] + (("fast",) if method == "ntm" else ())
-
-
-def resolve(method: str, name: str, has_denoiser: bool) -> str:
+def resolve(method: methods.Method, name: str, has_denoiser: bool) -> str:
   """A sampler name with 'auto' resolved, or a clear error for a name the method lacks."""
+  if not method.samplers:
+    raise ValueError(f"method {method.name!r} has no sampler")
   if name not in allowed(method):
-    raise ValueError(f"sample.sampler must be one of {allowed(method)} for method {method!r}, "
-                     f"got {name!r}")
+    raise ValueError(f"sample.sampler must be one of {allowed(method)} for method "
+                     f"{method.name!r}, got {name!r}")
   if name != "auto":
     return name
-  return "fast" if method == "ntm" and has_denoiser else DEFAULT_SAMPLERS[method]
+  return "fast" if method.distillable and has_denoiser else method.default_sampler
 
 
 def report_settings(sample: ml_collections.ConfigDict) -> dict:
@@ -71,8 +68,8 @@ def validate_settings(config: ml_collections.ConfigDict,
     trajectory.validate_t_min(sample.t_min)
   except ValueError as err:
     raise ValueError(f"sample.{err}") from None
-  trained = tuple(config.ntm.num_steps)
-  if config.method == "ntm" and t not in trained:
+  trained = methods.get(config).trained_step_counts(config)
+  if trained is not None and t not in trained:
     raise ValueError(f"sample.num_steps={t}: this NTM was trained for T in {trained} "
                      "(ntm.num_steps); its predictor has never seen the schedule of another T. "
                      f"Sample with --config.sample.num_steps={trained[0]}, or train with T "
@@ -94,7 +91,7 @@ def sample_images(params, text_input, rng, *, graphdef, sampler: str, num_steps:
   """Samples for a text input (token ids or frozen token states: text.py): float images in
   about [-1, 1] (or latents).
 
-  The model's own samplers (MODEL_SAMPLERS); flow matching's ODE samplers ignore t_min and the
+  The model's own samplers (Method.samplers); flow matching's ODE samplers ignore t_min and the
   temperatures, and only the full-NF ones use the inverse settings.
   """
   model = nnx.merge(graphdef, params)
