@@ -37,6 +37,7 @@ from ntm_jax import grids
 from ntm_jax import ntm
 from ntm_jax import text as text_lib
 from ntm_jax import text_to_image
+from ntm_jax.methods import denoiser as denoiser_method
 from ntm_jax.methods import inputs
 from ntm_jax.runtime import checkpointing
 from ntm_jax.runtime import denoiser as denoiser_lib
@@ -61,7 +62,7 @@ def _images_per_second(fn, batch: int, repeats: int) -> dict:
 def bench_preset(preset: str, batch: int, repeats: int) -> dict:
   config = t2i.get_config(preset)
   model = ntm.NTM(inputs.model_config(config), rngs=nnx.Rngs(0))
-  denoiser = denoiser_lib.make_denoiser(config, nnx.Rngs(1))
+  denoiser = denoiser_method.make_denoiser(config, nnx.Rngs(1))
   tokens = text_lib.tokenizer_for(config).encode(["a red circle"] * batch)
   text, mask = text_to_image.encode_text(
       model, text_lib.text_inputs(config.model.text_encoder)(tokens))
