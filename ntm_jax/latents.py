@@ -24,6 +24,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from ntm_jax import autoencoder as autoencoder_lib
+from ntm_jax import errors
 from ntm_jax import files
 from ntm_jax import records
 from ntm_jax.data import pipeline
@@ -64,9 +65,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def read_record(autoencoder_workdir: str) -> dict:
   path = os.path.join(export_dir(autoencoder_workdir), RECORD)
   if not files.exists(path):
-    raise FileNotFoundError(f"no exported autoencoder at {path}: train one first with "
-                            "python -m ntm_jax.main --config=configs/autoencoder.py:PRESET "
-                            f"--workdir={autoencoder_workdir} (it exports when it finishes)")
+    raise errors.MissingInputError(
+        f"no exported autoencoder at {path}: train one first with python -m ntm_jax.main "
+        f"--config=configs/autoencoder.py:PRESET --workdir={autoencoder_workdir} (it exports "
+        "when it finishes)")
   return files.read_json(path)
 
 

@@ -23,6 +23,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from ntm_jax import errors
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Configuration file (path[:preset]).",
                                 lock_config=True)
@@ -35,7 +37,7 @@ flags.DEFINE_list("prompts", None, "--mode=sample: comma-separated prompts (defa
 flags.DEFINE_list("images", None, "--mode=score: comma-separated image files or globs to "
                   "classify among --prompts (default: the data's held-out suite).")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host).")
-flags.DEFINE_bool("debug", False, "Show full tracebacks for command-line and config mistakes.")
+flags.DEFINE_bool("debug", False, "Show full tracebacks for command-line, config and input mistakes.")
 
 
 # Libraries whose INFO lines (orbax: a dozen per checkpoint) bury the run's own; shown again with
@@ -107,13 +109,32 @@ def parse_flags(argv):
     sys.exit(f"ntm_jax: {message} (--debug for the traceback)")
 
 
+def import_tensorflow_quietly():
+  """TensorFlow, imported with its C++ start-up chatter ("Could not find cuda drivers", CPU
+  feature notes) kept off stderr unless --verbosity >= 1; an import error still raises."""
+  if FLAGS.verbosity >= 1:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return tf
+  saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+  os.dup2(null, 2)
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  finally:
+    os.dup2(saved, 2)
+    os.close(null)
+    os.close(saved)
+  return tf
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   quiet_library_logs()
-  # TensorFlow (pulled in by clu and tfds) must never take accelerator memory.
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.set_visible_devices([], "GPU")
+  tf = import_tensorflow_quietly()
+  if jax.default_backend() == "gpu":
+    # TensorFlow (pulled in by clu and tfds) must never take accelerator memory. (On a
+    # machine without GPUs this probe only logs a CUDA error that reads like a failure.)
+    tf.config.set_visible_devices([], "GPU")
   if FLAGS.distributed:
     jax.distributed.initialize()
   logging.info("JAX process %d of %d; %d local / %d global devices (%s)", jax.process_index(),
@@ -130,16 +151,17 @@ def main(argv):
       score.validate(config, FLAGS.images, FLAGS.prompts)
   except ValueError as err:
     sys.exit(f"Invalid configuration: {err}")
-  if FLAGS.mode == "train":
-    loop.train_and_evaluate(config, FLAGS.workdir)
-  elif FLAGS.mode == "distill":
-    distill.distill(config, FLAGS.workdir)
-  elif FLAGS.mode == "sample":
-    sample.sample(config, FLAGS.workdir, FLAGS.prompts)
-  elif FLAGS.mode == "eval":
-    suite.evaluate(config, FLAGS.workdir)
-  else:
-    score.score(config, FLAGS.workdir, FLAGS.images, FLAGS.prompts)
+  modes = {"train": lambda: loop.train_and_evaluate(config, FLAGS.workdir),
+           "distill": lambda: distill.distill(config, FLAGS.workdir),
+           "sample": lambda: sample.sample(config, FLAGS.workdir, FLAGS.prompts),
+           "eval": lambda: suite.evaluate(config, FLAGS.workdir),
+           "score": lambda: score.score(config, FLAGS.workdir, FLAGS.images, FLAGS.prompts)}
+  try:
+    modes[FLAGS.mode]()
+  except errors.UserError as err:  # the user's to fix: the message alone; bugs keep tracebacks
+    if FLAGS.debug:
+      raise
+    sys.exit(f"ntm_jax: {err} (--debug for the traceback)")
 
 
 if __name__ == "__main__":

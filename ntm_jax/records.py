@@ -7,6 +7,7 @@ on process 0 only (files.write_json)."""
 import json
 import os
 
+from ntm_jax import errors
 from ntm_jax import files
 
 
@@ -37,10 +38,10 @@ def check(path: str, mine: dict, *, fresh: bool, mismatch, keys=None, legacy=Non
   elif legacy is not None:
     recorded = legacy
   else:
-    raise ValueError(f"{os.path.dirname(path)} has checkpoints but no "
+    raise errors.RunMismatchError(f"{os.path.dirname(path)} has checkpoints but no "
                      f"{os.path.basename(path)}: {missing}")
   differ = differing_keys(recorded, mine, keys)
   if differ:
-    raise ValueError(mismatch(recorded, differ))
+    raise errors.RunMismatchError(mismatch(recorded, differ))
   if not files.exists(path):
     files.write_json(path, mine)

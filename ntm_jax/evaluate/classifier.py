@@ -22,6 +22,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from flax import nnx
 
+from ntm_jax import errors
 from ntm_jax import files
 from ntm_jax import records
 from ntm_jax.data import pipeline
@@ -124,7 +125,8 @@ def load_or_train(directory: str, data: ml_collections.ConfigDict,
   if meta_path.exists():
     stored = files.read_json(meta_path)
     if records.differing_keys(stored, wanted, keys=wanted):
-      raise ValueError(f"the classifier in {directory} was trained for {stored}, not {wanted}: "
+      raise errors.RunMismatchError(
+          f"the classifier in {directory} was trained for {stored}, not {wanted}: "
                        "point eval.classifier.dir elsewhere or delete it")
     graphdef, abstract = nnx.split(nnx.eval_shape(lambda: Classifier(num_classes,
                                                                      rngs=nnx.Rngs(0))))

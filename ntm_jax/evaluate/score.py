@@ -21,6 +21,7 @@ from absl import logging
 from flax import nnx
 from PIL import Image
 
+from ntm_jax import errors
 from ntm_jax import files
 from ntm_jax import latents
 from ntm_jax import methods
@@ -58,13 +59,13 @@ def read_images(patterns, image_size: int, channels: int):
   (resized with Lanczos where their size differs), their paths, and how many were resized."""
   paths = sorted({p for pattern in patterns for p in glob.glob(os.path.expanduser(pattern))})
   if not paths:
-    raise ValueError(f"--images matched no files: {list(patterns)}")
+    raise errors.BadInputError(f"--images matched no files: {list(patterns)}")
   images, resized = [], 0
   for path in paths:
     try:
       image = Image.open(path).convert("RGB")
     except (OSError, Image.UnidentifiedImageError) as err:
-      raise ValueError(f"--images: cannot read {path} as an image ({err})") from None
+      raise errors.BadInputError(f"--images: cannot read {path} as an image ({err})") from None
     if image.size != (image_size, image_size):
       image = image.resize((image_size, image_size), Image.Resampling.LANCZOS)
       resized += 1

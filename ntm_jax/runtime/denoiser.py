@@ -17,6 +17,7 @@ import optax
 from flax import nnx
 
 from ntm_jax import denoise
+from ntm_jax import errors
 from ntm_jax import files
 from ntm_jax.methods import denoiser as denoiser_method
 from ntm_jax.methods import sampling
@@ -139,6 +140,6 @@ def restore_denoiser(config: ml_collections.ConfigDict, workdir: str,
                                        asynchronous=False)
   state = checkpointing.restore(manager, drt.abstract_state)
   if state is None:
-    raise FileNotFoundError(f"no denoiser checkpoint in {run_dir(workdir)}/checkpoints: run "
+    raise errors.MissingInputError(f"no denoiser checkpoint in {run_dir(workdir)}/checkpoints: run "
                             "--mode=distill with the same --config first")
   return drt, state

@@ -45,7 +45,7 @@ def distill(config: ml_collections.ConfigDict, workdir: str):
   tokenizer = text_lib.tokenizer_for(config)
   data_iter = iter(loaders.train_loader(config, tokenizer, d.train.batch_size))
   manager = checkpointing.make_manager(out, d.train)
-  state = checkpointing.restore(manager, drt.abstract_state, data_iter)
+  state = checkpointing.restore(manager, drt.abstract_state, data_iter, move_bad=True)
   if state is None:
     state = drt.create_state()
     logging.info("Denoiser: starting from scratch")

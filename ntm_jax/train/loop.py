@@ -19,6 +19,7 @@ from clu import metric_writers
 from clu import periodic_actions
 from jax.experimental import multihost_utils
 
+from ntm_jax import errors
 from ntm_jax import files
 from ntm_jax import grids
 from ntm_jax import latents
@@ -35,8 +36,8 @@ from ntm_jax.train import autoencoding
 from ntm_jax.train import fm_init
 
 
-class NonFiniteError(RuntimeError):
-  pass
+class NonFiniteError(errors.UserError, RuntimeError):
+  """Training stopped: too many consecutive updates were NaN or inf."""
 
 
 def check_workdir(workdir: str) -> None:
@@ -47,7 +48,7 @@ def check_workdir(workdir: str) -> None:
     probe.write_text("ok")
     probe.unlink()
   except OSError as err:
-    raise PermissionError(f"workdir {workdir!r} is not writable: {err}") from err
+    raise errors.NotWritableError(f"workdir {workdir!r} is not writable: {err}") from err
 
 
 def validate(config: ml_collections.ConfigDict, batch_size: int, name: str = "train") -> None:
@@ -65,6 +66,10 @@ def validate(config: ml_collections.ConfigDict, batch_size: int, name: str = "tr
   if config.data.channels == 1 and config.data.source == "shapes":
     raise ValueError("data.channels=1 drops colour, which every shapes caption names; use "
                      "data.channels=3 on the shapes data")
+  section = config.train if name == "train" else config.distill.train
+  if section.keep_checkpoints < 2:
+    raise ValueError(f"{name}.keep_checkpoints={section.keep_checkpoints}: keep at least 2, so "
+                     "that a resume can fall back when the newest checkpoint is corrupt")
   methods.get(config).validate(config)
   latents.validate(config)
   sampling.validate_settings(config, config.sample)
@@ -137,8 +142,13 @@ def run_steps(state, *, train: ml_collections.ConfigDict, step_fn: Callable, dat
         # Checked here, not every step, to keep dispatch asynchronous; skipped updates leave the
         # state untouched, so a late check loses nothing.
         if int(consecutive_nonfinite) >= max_consecutive_nonfinite:
-          raise NonFiniteError(f"{int(consecutive_nonfinite)} consecutive non-finite updates "
-                               f"at step {done}; lower the peak_lr or check the data")
+          origin = "a verified checkpoint" if start else "its initialization"
+          raise NonFiniteError(
+              f"{int(consecutive_nonfinite)} consecutive non-finite updates at step {done}. The "
+              f"state they started from was finite ({origin}, step {start}; restores check), "
+              "so the updates themselves overflow: lower the learning rate (optim.peak_lr; "
+              "distill.optim.peak_lr for --mode=distill) or look for NaN / inf in the inputs "
+              "(e.g. an autoencoder's latents). The last checkpoint holds the last finite state")
         writer.write_scalars(done, held_out.average(history))
         history = []
       stop = preemption.reached(done)
@@ -178,7 +188,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     rt = fm_init.attach(rt, config)
   # Before a checkpoint of another latent shape or text encoder can be restored.
   checkpointing.check_conditioning(config, rt, workdir, fresh=manager.latest_step() is None)
-  state = checkpointing.restore(manager, rt.abstract_state, data_iter)
+  state = checkpointing.restore(manager, rt.abstract_state, data_iter, move_bad=True)
   if state is None:
     state = rt.create_state()
     if from_fm:
