@@ -37,12 +37,15 @@ flags.DEFINE_list("prompts", None, "--mode=sample: comma-separated prompts (defa
 flags.DEFINE_list("images", None, "--mode=score: comma-separated image files or globs to "
                   "classify among --prompts (default: the data's held-out suite).")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (multi-host).")
-flags.DEFINE_bool("debug", False, "Show full tracebacks for command-line, config and input mistakes.")
+flags.DEFINE_bool("debug", False,
+                  "Show full tracebacks for command-line, config and input mistakes.")
 
 
-# Libraries whose INFO lines (orbax: a dozen per checkpoint) bury the run's own; shown again with
-# --verbosity=1.
-_CHATTY = ("/orbax/", "/grain/", "/jax/_src/xla_bridge.py")
+# Libraries whose INFO lines (orbax: a dozen per checkpoint; clu: every metric of every log step
+# and its own progress notes, which the training loop's progress line replaces) bury the run's
+# own; shown again with --verbosity=1. TensorBoard gets every metric either way.
+_CHATTY = ("/orbax/", "/grain/", "/jax/_src/xla_bridge.py", "/clu/metric_writers/",
+           "/clu/platform/")
 
 
 class _QuietLibraries(std_logging.Filter):

@@ -9,6 +9,7 @@ SIGTERM saves a checkpoint and exits cleanly.
 
 import os
 import signal
+import time
 from typing import Callable
 
 import jax
@@ -118,6 +119,36 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+class _ProgressLine:
+  """One log line at most every `every_s` seconds (and at the last step): step/total, the loss
+  (the NTM's NLL in nats/dim), steps/s since the previous line, ETA."""
+
+  def __init__(self, start: int, total: int, every_s: float = 20.0):
+    self.total, self.every_s = total, every_s
+    self.last_step, self.last_time = start, time.monotonic()
+
+  def __call__(self, step: int, metrics: dict) -> None:
+    now = time.monotonic()
+    if now - self.last_time < self.every_s and step != self.total:
+      return
+    rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
+    eta = (self.total - step) / rate if rate > 0 else float("inf")
+    shown = {"nll_nats_per_dim": "NLL {:.4g} nats/dim", "fm_loss": "velocity MSE {:.4g}",
+             "mse": "MSE {:.4g}", "loss": "loss {:.4g}"}
+    name = next((k for k in shown if k in metrics), None)
+    value = " | " + shown[name].format(metrics[name]) if name else ""
+    logging.info("step %d/%d%s | %.2f steps/s | ETA %s", step, self.total, value, rate,
+                 _duration(eta))
+    self.last_step, self.last_time = step, now
+
+
+def _duration(seconds: float) -> str:
+  if seconds == float("inf"):
+    return "?"
+  minutes, secs = divmod(int(round(seconds)), 60)
+  return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{secs:02d}s"
+
+
 def run_steps(state, *, train: ml_collections.ConfigDict, step_fn: Callable, data_iter,
               manager, writer, max_consecutive_nonfinite: int, actions=()):
   """The loop skeleton every training mode shares, from state.step to train.num_steps.
@@ -129,6 +160,8 @@ def run_steps(state, *, train: ml_collections.ConfigDict, step_fn: Callable, dat
   """
   start = int(state.step)
   report = periodic_actions.ReportProgress(num_train_steps=train.num_steps, writer=writer)
+  progress = _ProgressLine(start, train.num_steps)
+  began = time.monotonic()
   preemption = _Preemption()
   history = []
   try:
@@ -149,17 +182,23 @@ def run_steps(state, *, train: ml_collections.ConfigDict, step_fn: Callable, dat
               "so the updates themselves overflow: lower the learning rate (optim.peak_lr; "
               "distill.optim.peak_lr for --mode=distill) or look for NaN / inf in the inputs "
               "(e.g. an autoencoder's latents). The last checkpoint holds the last finite state")
-        writer.write_scalars(done, held_out.average(history))
+        averages = held_out.average(history)
+        writer.write_scalars(done, averages)
+        progress(done, averages)
         history = []
       stop = preemption.reached(done)
       if done % train.checkpoint_every == 0 or last or stop:
         checkpointing.save(manager, done, state, data_iter)
+        logging.info("Checkpoint %d saved to %s", done, manager.directory)
       for every, action in actions:
         if every and (done % every == 0 or last):
           action(state, done)
       if stop:
         logging.warning("Stopped at step %d after SIGTERM; the checkpoint is saved", done)
         break
+    if int(state.step) > start:
+      logging.info("Trained steps %d to %d in %s", start, int(state.step),
+                   _duration(time.monotonic() - began))
   finally:
     manager.wait_until_finished()
     writer.flush()
