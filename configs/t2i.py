@@ -282,23 +282,11 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
       device_gb=0.0,  # memory per device for the fail-fast check (0 = ask the device)
   )
 
-  if preset == "tiny":
-    _tiny(config)
-  elif preset == "small":
-    _small(config)
-  elif preset == "micro":
-    _micro(config)
-  elif preset == "shapes_latent":
-    _shapes_latent(config)
-  elif preset == "emoji_latent":
-    _emoji_latent(config)
-  elif preset == "mnist_tiny":
-    _class_data_tiny(config, "mnist")  # "a handwritten seven"
-  elif preset == "fashion_mnist_tiny":
-    _class_data_tiny(config, "fashion_mnist")  # "a photo of an ankle boot"
-  elif preset:
-    raise ValueError(f"unknown preset {preset!r}; use '', 'tiny', 'small', 'micro', "
-                     "'shapes_latent', 'emoji_latent', 'mnist_tiny' or 'fashion_mnist_tiny'")
+  if preset and preset not in PRESETS:
+    raise ValueError(f"unknown preset {preset!r}; use '' (the paper-scale default), "
+                     + ", ".join(repr(name) for name in PRESETS))
+  if preset:
+    PRESETS[preset](config)
   _denoiser_defaults(config)
   return config
 
@@ -420,3 +408,16 @@ def _small(config):
   config.distill.train.update(batch_size=64, num_steps=5_000, checkpoint_every=1_000,
                               sample_every=1_000, eval_every=1_000)
   config.mesh.update(data=-1, fsdp=1)
+
+
+# Every preset by name: the function that turns the paper-scale config into it. configs/fm.py,
+# ntm_from_fm.py and autoencoder.py take the same names and add their method's changes.
+PRESETS = {
+    "tiny": _tiny,
+    "small": _small,
+    "micro": _micro,
+    "shapes_latent": _shapes_latent,
+    "emoji_latent": _emoji_latent,
+    "mnist_tiny": lambda config: _class_data_tiny(config, "mnist"),  # "a handwritten seven"
+    "fashion_mnist_tiny": lambda config: _class_data_tiny(config, "fashion_mnist"),
+}

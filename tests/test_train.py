@@ -372,7 +372,7 @@ def test_paper_scale_default_fails_fast_with_the_estimate_and_what_would_fit():
     (["--config.sample.guidence=2"], 'no such config key \'guidence\'. Did you mean "guidance"'),
     (["--config.sample.guidance=abc"], "--config.sample.guidance=abc: could not convert"),
     (["--config=configs/nope.py"], "--config: no file 'configs/nope.py'"),
-    (["--config=configs/t2i.py:bogus"], "unknown preset 'bogus'; use '', 'tiny'"),
+    (["--config=configs/t2i.py:bogus"], "unknown preset 'bogus'; use '' (the paper-scale default), 'tiny'"),
     (["--workdir=setup.py"], "--workdir=setup.py is a file"),
 ])
 def test_command_line_mistakes_are_one_line(args, line):

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from ntm_jax import autoencoder
 from ntm_jax import denoise
 from ntm_jax import text_to_image
 from ntm_jax.methods import inputs
@@ -40,4 +41,4 @@ def error_metrics(mse, targets) -> dict:
   """MSE and PSNR (images in [-1, 1], peak-to-peak 2) against the target, and how far the
   target is from the noisy x_t0 the predictor chain stops at."""
   moved = jnp.mean(jnp.square(targets["x_t0"] - targets["target"]))
-  return {"mse": mse, "psnr": 10.0 * jnp.log10(4.0 / mse), "target_vs_x_t0_mse": moved}
+  return {"mse": mse, "psnr": autoencoder.psnr(mse), "target_vs_x_t0_mse": moved}

@@ -16,7 +16,7 @@ from jax.experimental import multihost_utils
 from ntm_jax import latents
 from ntm_jax import methods
 from ntm_jax import text as text_lib
-from ntm_jax.data import pipeline
+from ntm_jax.methods import inputs
 from ntm_jax.methods import sampling
 from ntm_jax.runtime import sharding
 from ntm_jax.runtime import state as state_lib
@@ -74,10 +74,10 @@ class Runtime:
 
   def model_inputs(self, images):
     """uint8 images [batch, H, W, C] -> what the model generates: normalized latents, or the
-    images in [-1, 1] (methods.inputs.model_inputs of the same images' global batch)."""
+    images in [-1, 1] (inputs.model_inputs of a batch holding them, as global_batch builds it)."""
     if self.codec is not None:
-      return self.codec.encode(images)
-    return pipeline.normalize_images(jnp.asarray(images))
+      return inputs.model_inputs({"latents": self.codec.encode(images)})
+    return inputs.model_inputs({"image": jnp.asarray(images)})
 
   def _jitted_train_step(self, num_steps: int):
     """The jitted step of T = num_steps (one compilation per T), state donated."""
