@@ -4,9 +4,9 @@ training and denoiser distillation each keep their own (workdir/ and workdir/dis
 
 Every checkpoint also holds a fingerprint of its state: per leaf, the sum modulo 2^32 of the
 leaf's bit patterns (exact, and independent of how the arrays are sharded). A restore checks
-the state against it and for non-finite values; a checkpoint that cannot be read, that differs
-from its fingerprint or that holds NaN or inf is skipped with a warning naming it, and the newest
-good one is restored instead (with its own data position).
+the state against it and for non-finite values; a checkpoint that cannot be read, whose save did
+not finish, that differs from its fingerprint or that holds NaN or inf is skipped with a warning
+naming it, and the newest good one is restored instead (with its own data position).
 """
 
 import ast
