@@ -120,8 +120,8 @@ class _Preemption:
 
 
 class _ProgressLine:
-  """One log line at most every `every_s` seconds (and at the last step): step/total, the loss
-  (the NTM's NLL in nats/dim), steps/s since the previous line, ETA."""
+  """One log line every `every_s` seconds (and at the last step): step/total, the latest logged
+  loss (the NTM's NLL in nats/dim), steps/s since the previous line, ETA."""
 
   def __init__(self, start: int, total: int, every_s: float = 20.0):
     self.total, self.every_s = total, every_s
@@ -163,7 +163,7 @@ def run_steps(state, *, train: ml_collections.ConfigDict, step_fn: Callable, dat
   progress = _ProgressLine(start, train.num_steps)
   began = time.monotonic()
   preemption = _Preemption()
-  history = []
+  history, latest = [], {}
   try:
     for step in range(start, train.num_steps):
       state, metrics, consecutive_nonfinite = step_fn(state, step, next(data_iter))
@@ -182,10 +182,10 @@ def run_steps(state, *, train: ml_collections.ConfigDict, step_fn: Callable, dat
               "so the updates themselves overflow: lower the learning rate (optim.peak_lr; "
               "distill.optim.peak_lr for --mode=distill) or look for NaN / inf in the inputs "
               "(e.g. an autoencoder's latents). The last checkpoint holds the last finite state")
-        averages = held_out.average(history)
-        writer.write_scalars(done, averages)
-        progress(done, averages)
+        latest = held_out.average(history)
+        writer.write_scalars(done, latest)
         history = []
+      progress(done, latest)  # checked every step: a line at least every 20 s however slow
       stop = preemption.reached(done)
       if done % train.checkpoint_every == 0 or last or stop:
         checkpointing.save(manager, done, state, data_iter)
