@@ -125,10 +125,13 @@ class _ProgressLine:
 
   def __init__(self, start: int, total: int, every_s: float = 20.0):
     self.total, self.every_s = total, every_s
-    self.last_step, self.last_time = start, time.monotonic()
+    self.last_step, self.last_time = start, None
 
   def __call__(self, step: int, metrics: dict) -> None:
     now = time.monotonic()
+    if self.last_time is None:  # the clock starts after the first step: compiling is not speed
+      self.last_step, self.last_time = step, now
+      return
     if now - self.last_time < self.every_s and step != self.total:
       return
     rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
