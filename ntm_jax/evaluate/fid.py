@@ -40,7 +40,6 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
   return float(mean_term + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)
 
 
-
 def kid(real: np.ndarray, generated: np.ndarray, *, subsets: int = KID_SUBSETS,
         subset_size: int = KID_SUBSET_SIZE, seed: int = 0) -> tuple:
   """(mean, std) over `subsets` draws of the unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3;

@@ -30,6 +30,7 @@ from ntm_jax import latents
 from ntm_jax import methods
 from ntm_jax import text as text_lib
 from ntm_jax.runtime import runtime as runtime_lib
+from ntm_jax.runtime import sharding
 
 ITEMS = ("state", "data", "fingerprint")
 
@@ -96,19 +97,19 @@ def save(manager: ocp.CheckpointManager, step: int, state, data_iterator=None) -
 
 
 def _saved_paths(manager, step: int):
-  """The leaf paths of a checkpoint's state, from orbax's own metadata (None if unreadable)."""
+  """The leaf paths of a checkpoint's state ('params/.../kernel', as sharding.path_string
+  writes them), from orbax's own metadata (None if unreadable)."""
   path = files.path(str(manager.directory)) / str(step) / "state" / "_METADATA"
   try:
-    keys = json.loads(path.read_text())["tree_metadata"]
+    keys = [[str(k) for k in ast.literal_eval(key)]
+            for key in json.loads(path.read_text())["tree_metadata"]]
   except (OSError, ValueError, KeyError):
     return None
-  return {tuple(str(k) for k in ast.literal_eval(key)) for key in keys}
+  return {"/".join(k[:-1] if k and k[-1] == "value" else k) for k in keys}
 
 
 def _paths(tree) -> set:
-  names = lambda path: tuple(str(getattr(k, "name", getattr(k, "key", getattr(k, "idx", k))))
-                             for k in path)
-  return {names(path) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  return {sharding.path_string(path) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def check_model(manager, step: int, abstract_state, run_dir: str) -> None:
@@ -117,11 +118,11 @@ def check_model(manager, step: int, abstract_state, run_dir: str) -> None:
   saved = _saved_paths(manager, step)
   if saved is None:
     return  # unreadable metadata: the restore itself reports it
-  params = lambda paths: {p for p in paths if p[:1] == ("params",)}
+  params = lambda paths: {p for p in paths if p.startswith("params/")}
   wanted, saved = params(_paths(abstract_state)), params(saved)
   missing, unexpected = sorted(wanted - saved), sorted(saved - wanted)
   if missing or unexpected:
-    example = "/".join((missing or unexpected)[0])
+    example = (missing or unexpected)[0]
     raise errors.RunMismatchError(
         f"{run_dir} holds a checkpoint of another model than --config builds ({len(missing)} "
         f"parameters missing, {len(unexpected)} unexpected, e.g. {example}): use the config "

@@ -67,10 +67,11 @@ def validate(config: ml_collections.ConfigDict, batch_size: int, name: str = "tr
   if config.data.channels == 1 and config.data.source == "shapes":
     raise ValueError("data.channels=1 drops colour, which every shapes caption names; use "
                      "data.channels=3 on the shapes data")
-  section = config.train if name == "train" else config.distill.train
-  if section.keep_checkpoints < 2:
-    raise ValueError(f"{name}.keep_checkpoints={section.keep_checkpoints}: keep at least 2, so "
-                     "that a resume can fall back when the newest checkpoint is corrupt")
+  for section, keep in (("train", config.train.keep_checkpoints),
+                        ("distill.train", config.distill.train.keep_checkpoints)):
+    if keep < 2:
+      raise ValueError(f"{section}.keep_checkpoints={keep}: keep at least 2, so that a resume "
+                       "can fall back when the newest checkpoint is corrupt")
   methods.get(config).validate(config)
   latents.validate(config)
   sampling.validate_settings(config, config.sample)
