@@ -10,9 +10,10 @@ about them, and the functions the runtimes jit.
                     posterior steps, the NTM's sampler at FM initialization).
   auto              fast once a distilled denoiser exists, else full_nf; euler for flow matching.
 
-The numerics live with their models (ntm.sample, denoise.sample_denoised and sample_fast,
+Which method has which sampler is part of its definition (Method.samplers, methods/). The
+numerics live with their models (ntm.sample, denoise.sample_denoised and sample_fast,
 flow_matching.sample_*); the jitted, cached and sharded versions live in the runtimes
-(runtime/runtime.py Runtime.sampler, train/distill.py DistillRuntime.fast_sampler).
+(runtime/runtime.py Runtime.sampler, runtime/denoiser.py DistillRuntime.fast_sampler).
 """
 
 import ml_collections
