@@ -12,7 +12,9 @@ and Inception FID / KID on held-out captions (eval.fid.images of them; 0 turns i
 
 --ntm_from_fm_workdir adds an NTM trained with configs/ntm_from_fm.py. --set overrides apply to
 every run, --ntm_set / --ntm_from_fm_set / --fm_set to one (sampling settings chosen per model,
-e.g. --ntm_set=sample.guidance=6.0). Any of the runs may be
+e.g. --ntm_set=sample.guidance=6.0). --run=NAME:CONFIG:WORKDIR adds a named row (CONFIG: t2i,
+ntm_from_fm or fm; repeatable, e.g. the variants of an ablation), with --run_set=NAME:KEY=VALUE
+overrides of its own. Any of the runs may be
 left out (e.g. --fm_workdir alone, for points of a training curve); --fm_rows picks the FM
 samplers and step counts. The NTM's fast sampler is included when its workdir holds a distilled denoiser.
 All runs are scored by one classifier (--classifier_dir, default FIRST_WORKDIR/classifier;
@@ -37,6 +39,30 @@ from ntm_jax.runtime import held_out
 fm_configs = cli.config_module("fm")
 ntm_from_fm = cli.config_module("ntm_from_fm")
 t2i = cli.config_module("t2i")
+
+
+CONFIGS = {"t2i": t2i, "ntm_from_fm": ntm_from_fm, "fm": fm_configs}
+
+
+def _rows(args, parser) -> list:
+  """(name, config file, workdir, overrides) of every run to score, in table order."""
+  rows = [(name, config_name, workdir, overrides) for name, config_name, workdir, overrides in (
+      ("ntm", "t2i", args.ntm_workdir, args.ntm_set),
+      ("ntm_from_fm", "ntm_from_fm", args.ntm_from_fm_workdir, args.ntm_from_fm_set)) if workdir]
+  extra = []
+  for spec in args.run:
+    name, config_name, workdir = (spec.split(":", 2) + ["", ""])[:3]
+    if config_name not in CONFIGS or not workdir:
+      parser.error(f"--run={spec}: expected NAME:CONFIG:WORKDIR with CONFIG one of "
+                   f"{sorted(CONFIGS)}")
+    overrides = [o.split(":", 1)[1] for o in args.run_set if o.split(":", 1)[0] == name]
+    extra.append((name, config_name, workdir, overrides))
+  fm = [("fm", "fm", args.fm_workdir, args.fm_set)] if args.fm_workdir else []
+  rows += extra + fm
+  names = [row[0] for row in rows]
+  if len(set(names)) != len(names):
+    parser.error(f"run names must differ, got {names}")
+  return rows
 
 
 def _config(get_config, args, run_overrides):
@@ -84,7 +110,7 @@ def _tables(runs: dict) -> list:
     tables += [reports.classifier_note(first["class_metrics"]), "",
                *reports.class_metrics_table(entries), ""]
   for name, run in runs.items():
-    if name.startswith("ntm"):
+    if run["config"] != "fm":
       tables += [f"{name} held-out likelihood:", "",
                  *(reports.latent_lines(run["latent"]) if "latent" in run else []),
                  *reports.likelihood_table(run["likelihood"]), ""]
@@ -107,28 +133,27 @@ def main():
   parser.add_argument("--classifier_dir", default="")
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="config override for every run, e.g. data.fashion_mnist_dir=DIR")
+  parser.add_argument("--run", action="append", default=[], metavar="NAME:CONFIG:WORKDIR",
+                      help="a further run to score, named NAME (CONFIG: t2i, ntm_from_fm, fm)")
+  parser.add_argument("--run_set", action="append", default=[], metavar="NAME:KEY=VALUE",
+                      help="config override for the --run named NAME only, after --set")
   for run in ("ntm", "ntm_from_fm", "fm"):
     parser.add_argument(f"--{run}_set", action="append", default=[], metavar="KEY=VALUE",
                         help=f"config override for the {run} run only, after --set")
   args = parser.parse_args()
   cli.quiet()
-  if not (args.ntm_workdir or args.fm_workdir or args.ntm_from_fm_workdir):
-    parser.error("give at least one of --ntm_workdir, --fm_workdir, --ntm_from_fm_workdir")
-  args.classifier_dir = args.classifier_dir or os.path.join(
-      args.ntm_workdir or args.fm_workdir or args.ntm_from_fm_workdir, "classifier")
+  rows = _rows(args, parser)
+  if not rows:
+    parser.error("give at least one of --ntm_workdir, --fm_workdir, --ntm_from_fm_workdir, --run")
+  args.classifier_dir = args.classifier_dir or os.path.join(rows[0][2], "classifier")
   ntm_samplers = lambda workdir: [(name, 4) for name in args.ntm_samplers.split(",")] + (
       [("fast", 4)] if denoiser.has_denoiser(workdir) else [])
+  fm_samplers = [(name, int(t)) for name, t in (row.split(":") for row in args.fm_rows.split(","))]
   runs = {}
-  for name, get_config, workdir, overrides in (
-      ("ntm", t2i.get_config, args.ntm_workdir, args.ntm_set),
-      ("ntm_from_fm", ntm_from_fm.get_config, args.ntm_from_fm_workdir, args.ntm_from_fm_set)):
-    if workdir:
-      runs[name] = _run(_config(get_config, args, overrides), workdir, ntm_samplers(workdir),
-                        args)
-  if args.fm_workdir:
-    runs["fm"] = _run(_config(fm_configs.get_config, args, args.fm_set), args.fm_workdir,
-                      [(name, int(t)) for name, t in
-                       (row.split(":") for row in args.fm_rows.split(","))], args)
+  for name, config_name, workdir, overrides in rows:
+    samplers = fm_samplers if config_name == "fm" else ntm_samplers(workdir)
+    runs[name] = {"config": config_name, **_run(
+        _config(CONFIGS[config_name].get_config, args, overrides), workdir, samplers, args)}
   print(json.dumps({"bench": "quality", "backend": jax.default_backend(), "preset": args.preset,
                     "runs": runs, "markdown": "\n".join(_tables(runs))}, indent=1))
 

@@ -135,6 +135,12 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
       num_steps=(4,),  # T; several values train one model for several step counts
       t_min_range=(0.0, 0.05),  # t_min ~ U[lo, hi] per example (noise augmentation)
       cfg_dropout=0.1,  # probability of the null text condition in training
+      # Loss weight of the factor at level k (cleanest k = 0): ((k + 1) / T)^power, mean 1. 0 is
+      # the plain NLL; > 0 favours the noisy levels. Metrics always report the unweighted NLL.
+      level_weight_power=0.0,
+      # pair_wise: draw level k with probability ((k + 1) / T)^power / sum (0: uniform); the NLL
+      # estimate and the objective are importance-weighted, so this moves compute, not the goal.
+      level_sampling_power=0.0,
   )
 
   # Where the parameters start (configs/ntm_from_fm.py): 'scratch', or 'flow_matching' from the

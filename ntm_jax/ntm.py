@@ -60,6 +60,41 @@ def validate_t_min_range(t_min_range) -> None:
     raise ValueError(f"t_min_range must satisfy 0 <= lo <= hi < 1, got {tuple(t_min_range)}")
 
 
+def level_weights(num_steps: int, power: float) -> jax.Array:
+  """Loss weights of the T factors, cleanest first: w_k proportional to ((k + 1) / T)^power, mean 1.
+
+  The exact NLL of a Gaussian step scales its mean's gradient by 1/sigma^2, so the clean levels
+  (small sigma) dominate a shared backbone; power > 0 moves weight to the noisy levels, which
+  decide layout and counts. Any positive weighting is minimized by the true conditionals."""
+  k = jnp.arange(1, num_steps + 1, dtype=jnp.float32)
+  profile = (k / num_steps) ** power
+  return profile / jnp.mean(profile)
+
+
+def relative_level_weight(level, num_steps, power: float, *, max_steps: int):
+  """level_weights(T, power)[level] per example, for per-example level [b] and T [b] (floats)."""
+  k = jnp.arange(1, max_steps + 1, dtype=jnp.float32)
+  profile = (k / num_steps[:, None]) ** power * (k <= num_steps[:, None])
+  return ((level + 1.0) / num_steps) ** power / (profile.sum(1) / num_steps)
+
+
+def _sample_levels(rng, num_steps, power: float, max_steps: int):
+  """k - 1 in [0, T) per example, with probability level_weights(T, power)[k - 1] / T."""
+  if power == 0.0:  # uniform (the historical draw, kept bit for bit)
+    return jnp.floor(jax.random.uniform(rng, num_steps.shape) * num_steps)
+  k = jnp.arange(1, max_steps + 1, dtype=jnp.float32)
+  logits = jnp.where(k <= num_steps[:, None], power * jnp.log(k / num_steps[:, None]), -jnp.inf)
+  return jax.random.categorical(rng, logits).astype(jnp.float32)
+
+
+def weighted_objective(level_nll, power: float):
+  """sum_k w_k level_nll[:, k] over the T factors (level_weights), plus the prior level."""
+  if power == 0.0:
+    return level_nll.sum(-1)
+  w = level_weights(level_nll.shape[1] - 1, power)
+  return jnp.sum(level_nll[:, :-1] * w, axis=-1) + level_nll[:, -1]
+
+
 def _prior_nll(x):
   return trajectory.gaussian_nll(x, 0.0, 0.0)
 
@@ -69,7 +104,8 @@ def _flatten_levels(x):
 
 
 def trajectory_nll(model: NTM, images, text, text_mask, rng, *, num_steps: int,
-                   t_min_range=(0.0, 0.05), cfg_dropout: float = 0.0, mean_reference=None):
+                   t_min_range=(0.0, 0.05), cfg_dropout: float = 0.0, mean_reference=None,
+                   level_weight_power: float = 0.0):
   """End-to-end exact NLL of one sampled forward trajectory per example, all T pairs at once.
 
   Args:
@@ -78,9 +114,11 @@ def trajectory_nll(model: NTM, images, text, text_mask, rng, *, num_steps: int,
     num_steps: T, a Python int (one T per batch in this mode).
     mean_reference: optional (x_t, t, s, text, mask) -> reference mean of x_s in x-space (the
       frozen FM posterior mean); adds mean_alignment [b] = sum_k ||mu_P - reference||^2.
+    level_weight_power: the training objective weighs the factors by level_weights.
 
   Returns a dict of per-example float32 arrays:
-    nll [b]: -log p(x_t0..x_tT); level_nll [b, T+1]; logdet [b, T] (transporter, levels 0..T-1);
+    nll [b]: -log p(x_t0..x_tT); objective [b]: the level-weighted NLL (the nll at power 0);
+    level_nll [b, T+1]; logdet [b, T] (transporter, levels 0..T-1);
     bound [b] and level_bound [b, T+1]: the marginal bound on -log p(x_t0) and its per-level
     terms; times [b, T+1].
   """
@@ -95,7 +133,9 @@ def trajectory_nll(model: NTM, images, text, text_mask, rng, *, num_steps: int,
   t_min = sample_t_min(rng_t, batch, t_min_range)
   times = trajectory.shifted_schedule(num_steps, t_min, model.num_tokens)
   x = trajectory.forward_trajectory(rng_traj, x0, times)
-  return nll_of_trajectory(model, x, times, text, text_mask, mean_reference)
+  out = nll_of_trajectory(model, x, times, text, text_mask, mean_reference)
+  out["objective"] = weighted_objective(out["level_nll"], level_weight_power)
+  return out
 
 
 def nll_of_trajectory(model: NTM, x, times, text, text_mask, mean_reference=None):
@@ -140,13 +180,18 @@ def _squared_distance(a, b):
 
 
 def pair_wise_nll(model: NTM, images, text, text_mask, rng, *, num_steps_set=(4,),
-                  t_min_range=(0.0, 0.05), cfg_dropout: float = 0.0, mean_reference=None):
+                  t_min_range=(0.0, 0.05), cfg_dropout: float = 0.0, mean_reference=None,
+                  level_weight_power: float = 0.0, level_sampling_power: float = 0.0):
   """One random pair per example, with T drawn per example from `num_steps_set`.
 
+  The pair's level k - 1 is drawn with probability p = level_weights(T, level_sampling_power)/T
+  (uniform at 0), where the training compute goes.
+
   Returns per-example arrays: factor [b] (-log p(x_t(k-1) | x_tk)), num_steps [b], level [b]
-  (k - 1), and nll [b] = T * factor + E[-log N(x_tT; 0, I)], an unbiased estimate of the
-  trajectory NLL (x_tT is exactly N(0, I) under q, so the prior's expectation is D/2 (1+log 2pi)).
-  With mean_reference (see trajectory_nll), mean_alignment [b] = T ||mu_P - reference||^2, an
+  (k - 1), and nll [b] = factor / p + E[-log N(x_tT; 0, I)], an unbiased estimate of the
+  trajectory NLL (x_tT is exactly N(0, I) under q, so the prior's expectation is D/2 (1+log 2pi)),
+  and objective [b], the same estimate of trajectory_nll's level-weighted objective.
+  With mean_reference (see trajectory_nll), mean_alignment [b] = ||mu_P - reference||^2 / p, an
   unbiased estimate of the end-to-end sum.
   """
   for num_steps in num_steps_set:
@@ -160,7 +205,8 @@ def pair_wise_nll(model: NTM, images, text, text_mask, rng, *, num_steps_set=(4,
                                                    cfg_dropout)
   t_min = sample_t_min(rng_t, batch, t_min_range)
   num_steps = jax.random.choice(rng_T, jnp.asarray(num_steps_set, jnp.float32), (batch,))
-  k = jnp.floor(jax.random.uniform(rng_k, (batch,)) * num_steps) + 1.0
+  max_steps = max(num_steps_set)
+  k = _sample_levels(rng_k, num_steps, level_sampling_power, max_steps) + 1.0
   t = trajectory.shifted_time(k, num_steps, t_min, model.num_tokens)
   s = trajectory.shifted_time(k - 1.0, num_steps, t_min, model.num_tokens)
   # (x_s, x_t) from the marginal at s and one Markov step: the same law as in the full chain.
@@ -171,11 +217,15 @@ def pair_wise_nll(model: NTM, images, text, text_mask, rng, *, num_steps_set=(4,
   mu, log_sigma = model.predictor(u_t, t, s, num_steps, text, text_mask)
   factor = trajectory.gaussian_nll(u_s, mu, log_sigma) - logdet_s
   prior_mean = 0.5 * model.num_dims * (1.0 + trajectory.LOG_2PI)
+  weight = lambda power: (1.0 if power == 0.0 else
+                          relative_level_weight(k - 1.0, num_steps, power, max_steps=max_steps))
+  inverse_p = num_steps / weight(level_sampling_power)  # 1/p, the importance weight
   out = {"factor": factor, "num_steps": num_steps, "level": k - 1.0,
-         "nll": num_steps * factor + prior_mean}
+         "nll": inverse_p * factor + prior_mean,
+         "objective": inverse_p * weight(level_weight_power) * factor + prior_mean}
   if mean_reference is not None:
     reference = mean_reference(x[:, 1], t, s, text, text_mask)
-    out["mean_alignment"] = num_steps * _squared_distance(mu, reference)
+    out["mean_alignment"] = inverse_p * _squared_distance(mu, reference)
   return out
 
 

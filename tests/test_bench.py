@@ -8,6 +8,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
@@ -92,3 +93,20 @@ def test_quality_overrides_apply_to_every_run_then_to_one():
   baseline = quality._config(fm.get_config, args, [])
   assert (ntm.sample.guidance, ntm.sample.t_min) == (7.0, 0.1)
   assert (baseline.sample.guidance, baseline.sample.t_min) == (5.0, 0.1)
+
+
+def test_quality_rows_name_every_run_in_table_order():
+  import argparse  # pylint: disable=g-import-not-at-top
+  import quality  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser()
+  args = argparse.Namespace(
+      ntm_workdir="", ntm_set=[], ntm_from_fm_workdir="A", ntm_from_fm_set=["sample.guidance=6"],
+      fm_workdir="F", fm_set=[], run=["weighted:ntm_from_fm:B"],
+      run_set=["weighted:sample.guidance=4", "other:sample.guidance=9"])
+  rows = quality._rows(args, parser)  # pylint: disable=protected-access
+  assert rows == [("ntm_from_fm", "ntm_from_fm", "A", ["sample.guidance=6"]),
+                  ("weighted", "ntm_from_fm", "B", ["sample.guidance=4"]),
+                  ("fm", "fm", "F", [])]
+  for bad in (["x:nope:B"], ["fm:fm:B"]):  # an unknown config file; a name taken twice
+    with pytest.raises(SystemExit):
+      quality._rows(argparse.Namespace(**{**vars(args), "run": bad}), parser)  # pylint: disable=protected-access

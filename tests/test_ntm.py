@@ -91,17 +91,60 @@ def test_a_level_prediction_does_not_change_when_cleaner_levels_change(model):
   assert np.abs(changed[:, 1] - base[:, 1]).min() > 1e-4
 
 
-def test_pair_wise_is_an_unbiased_estimate_of_the_trajectory_nll(model):
+@pytest.mark.parametrize("sampling_power", [0.0, 2.0])
+def test_pair_wise_is_an_unbiased_estimate_of_the_trajectory_nll(model, sampling_power):
+  """However levels are sampled, the pair-wise NLL estimates the trajectory NLL and its objective
+  the end-to-end weighted objective (importance weights correct the sampling)."""
   images, text, mask = data(model, batch=1)
   many = lambda a: jnp.repeat(a, 4096, axis=0)
-  kwargs = dict(t_min_range=(0.0, 0.05))
+  kwargs = dict(t_min_range=(0.0, 0.05), level_weight_power=1.0)
   full = jax.jit(lambda r: ntm.trajectory_nll(model, many(images), many(text), many(mask), r,
-                                              num_steps=4, **kwargs))(jax.random.key(0))["nll"]
+                                              num_steps=4, **kwargs))(jax.random.key(0))
   pair = jax.jit(lambda r: ntm.pair_wise_nll(model, many(images), many(text), many(mask), r,
-                                             num_steps_set=(4,), **kwargs))(jax.random.key(1))
-  stderr = math.sqrt(np.var(full) / full.size + np.var(pair["nll"]) / full.size)
-  assert abs(np.mean(full) - np.mean(pair["nll"])) < 4 * stderr
-  np.testing.assert_array_equal(np.unique(pair["level"]), [0, 1, 2, 3])
+                                             num_steps_set=(4,), level_sampling_power=sampling_power,
+                                             **kwargs))(jax.random.key(1))
+  for key in ("nll", "objective"):
+    stderr = math.sqrt(np.var(full[key]) / full[key].size + np.var(pair[key]) / full[key].size)
+    assert abs(np.mean(full[key]) - np.mean(pair[key])) < 4 * stderr, key
+  # Per example, the objective is the NLL estimate's factor term times the level's loss weight.
+  prior = pair["nll"] - pair["factor"] * 4 / ntm.relative_level_weight(
+      pair["level"], pair["num_steps"], sampling_power, max_steps=4)
+  weight = ntm.relative_level_weight(pair["level"], pair["num_steps"], 1.0, max_steps=4)
+  np.testing.assert_allclose(pair["objective"] - prior, (pair["nll"] - prior) * weight,
+                             rtol=1e-5, atol=1e-2)
+  assert np.ptp(np.asarray(weight)) > 1.0
+  frequencies = np.bincount(np.asarray(pair["level"], int), minlength=4) / pair["level"].size
+  expected = np.arange(1, 5) ** sampling_power / np.sum(np.arange(1, 5) ** sampling_power)
+  np.testing.assert_allclose(frequencies, expected, atol=0.025)
+
+
+def test_level_weights_have_mean_one_and_power_favours_noisy_levels():
+  np.testing.assert_array_equal(ntm.level_weights(4, 0.0), np.ones(4))
+  for power in (1.0, 3.0):
+    w = np.asarray(ntm.level_weights(4, power))
+    np.testing.assert_allclose(w.mean(), 1.0, rtol=1e-6)
+    assert (np.diff(w) > 0).all()  # cleanest level first
+  np.testing.assert_allclose(ntm.level_weights(4, 1.0), np.arange(1, 5) / 2.5, rtol=1e-6)
+  # Per example, for T drawn from a set: the same weights, looked up at each example's level.
+  levels, steps = jnp.array([0.0, 3.0, 0.0, 7.0]), jnp.array([4.0, 4.0, 8.0, 8.0])
+  np.testing.assert_allclose(ntm.relative_level_weight(levels, steps, 3.0, max_steps=8),
+                             [ntm.level_weights(4, 3.0)[0], ntm.level_weights(4, 3.0)[3],
+                              ntm.level_weights(8, 3.0)[0], ntm.level_weights(8, 3.0)[7]],
+                             rtol=1e-6)
+
+
+def test_unweighted_objective_is_exactly_the_nll(model):
+  images, text, mask = data(model)
+  e2e = ntm.trajectory_nll(model, images, text, mask, jax.random.key(5), num_steps=4)
+  pair = ntm.pair_wise_nll(model, images, text, mask, jax.random.key(5), num_steps_set=(4, 8))
+  np.testing.assert_array_equal(e2e["objective"], e2e["nll"])
+  np.testing.assert_array_equal(pair["objective"], pair["nll"])
+  weighted = ntm.trajectory_nll(model, images, text, mask, jax.random.key(5), num_steps=4,
+                                level_weight_power=2.0)
+  np.testing.assert_array_equal(weighted["nll"], e2e["nll"])  # the reported NLL stays unweighted
+  w = ntm.level_weights(4, 2.0)
+  np.testing.assert_allclose(weighted["objective"], (e2e["level_nll"][:, :4] * w).sum(1)
+                             + e2e["level_nll"][:, 4], rtol=1e-6)
 
 
 def test_pair_wise_draws_t_per_example_from_the_set(model):

@@ -1,6 +1,8 @@
 """The NTM (docs/method.md): trained by the exact trajectory likelihood (Algorithm 1),
 end-to-end or pair-wise, optionally aligned with the flow-matching network it started from."""
 
+import math
+
 import jax.numpy as jnp
 
 from ntm_jax import flow_matching
@@ -21,13 +23,28 @@ def nll_terms(model, batch, rng, config, num_steps, cfg_dropout, mean_reference=
   text, mask = text_to_image.encode_text(model, batch["text"])
   n = config.ntm
   kwargs = dict(t_min_range=tuple(n.t_min_range), cfg_dropout=cfg_dropout,
-                mean_reference=mean_reference)
+                mean_reference=mean_reference,
+                level_weight_power=float(n.get("level_weight_power", 0.0)))
   if n.mode == "end_to_end":
     return ntm.trajectory_nll(model, images, text, mask, rng, num_steps=num_steps, **kwargs)
   if n.mode == "pair_wise":
     return ntm.pair_wise_nll(model, images, text, mask, rng, num_steps_set=tuple(n.num_steps),
+                             level_sampling_power=float(n.get("level_sampling_power", 0.0)),
                              **kwargs)
   raise ValueError(f"ntm.mode must be 'end_to_end' or 'pair_wise', got {n.mode!r}")
+
+
+def validate(config) -> None:
+  n = config.ntm
+  if n.mode not in ntm.MODES:
+    raise ValueError(f"ntm.mode must be one of {ntm.MODES}, got {n.mode!r}")
+  for name in ("level_weight_power", "level_sampling_power"):
+    value = n.get(name, 0.0)
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+      raise ValueError(f"ntm.{name} must be a finite number, got {value!r}")
+  if n.get("level_sampling_power", 0.0) and n.mode != "pair_wise":
+    raise ValueError("ntm.level_sampling_power chooses the level of ntm.mode='pair_wise'; "
+                     "end_to_end trains every level (use ntm.level_weight_power)")
 
 
 def nll_metrics(out, num_dims: int, pixels: bool = True) -> dict:
@@ -53,8 +70,10 @@ def loss(model, batch, rng, *, config, step, num_steps, frozen_fm=None):
     reference = flow_matching.posterior_mean_reference(frozen_fm,
                                                        config.model.predictor.sigma_floor)
   out = nll_terms(model, batch, rng, config, num_steps, config.ntm.cfg_dropout, reference)
-  value = jnp.mean(out["nll"]) / model.num_dims
+  value = jnp.mean(out["objective"]) / model.num_dims
   metrics = nll_metrics(out, model.num_dims, pixels=not latents.enabled(config))
+  if config.ntm.get("level_weight_power", 0.0):  # the NLL metrics stay unweighted
+    metrics["weighted_objective_per_dim"] = value
   if frozen_fm is not None:
     a = config.init.mean_alignment
     weight = flow_matching.alignment_weight(step, a.weight,
@@ -79,4 +98,4 @@ METHOD = base.Method(
     eval_step_counts=lambda config: tuple(config.ntm.num_steps),
     trained_step_counts=lambda config: tuple(config.ntm.num_steps),
     samplers=("full_nf", "full_nf_denoised"), default_sampler="full_nf", distillable=True,
-    exact_likelihood=True)
+    exact_likelihood=True, validate=validate)

@@ -124,7 +124,7 @@ class _ProgressLine:
   """One log line every `every_s` seconds (and at the last step): step/total, the latest logged
   loss (the NTM's NLL in nats/dim), steps/s since the previous line, ETA."""
 
-  def __init__(self, start: int, total: int, every_s: float = 20.0):
+  def __init__(self, start: int, total: int, every_s: float = 25.0):
     self.total, self.every_s = total, every_s
     self.last_step, self.last_time = start, None
 
@@ -171,6 +171,10 @@ def run_steps(state, *, train: ml_collections.ConfigDict, step_fn: Callable, dat
   try:
     for step in range(start, train.num_steps):
       state, metrics, consecutive_nonfinite = step_fn(state, step, next(data_iter))
+      if history:
+        # At most two steps in flight: the progress line then counts finished steps, and comes
+        # every ~25 s however many steps lie between metric writes.
+        jax.block_until_ready(history[-1])
       history.append(metrics)
       done = step + 1
       last = done == train.num_steps
@@ -189,7 +193,7 @@ def run_steps(state, *, train: ml_collections.ConfigDict, step_fn: Callable, dat
         latest = held_out.average(history)
         writer.write_scalars(done, latest)
         history = []
-      progress(done, latest)  # checked every step: a line at least every 20 s however slow
+      progress(done, latest)
       stop = preemption.reached(done)
       if done % train.checkpoint_every == 0 or last or stop:
         checkpointing.save(manager, done, state, data_iter)
