@@ -21,7 +21,6 @@ Prints one JSON object; its "markdown" entry holds the tables for docs/results/.
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -286,8 +285,8 @@ def main():
                                   "reference_images": len(judge.reference),
                                   "real_floor": judge.real_floor})
   markdown = [note, "", *table(rows)]
-  print(json.dumps({"bench": "ablate", "preset": args.preset, "backend": jax.default_backend(),
-                    "rows": rows, "markdown": "\n".join(markdown)}, indent=1))
+  cli.print_json("ablate", {"preset": args.preset, "backend": jax.default_backend(),
+                    "rows": rows, "markdown": "\n".join(markdown)})
 
 
 if __name__ == "__main__":

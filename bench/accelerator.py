@@ -19,7 +19,6 @@ Sections, each timed and recorded even when a later one fails:
 """
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -185,7 +184,7 @@ def main():
       _timed(name, lambda g=get_config, s=sampler, n=name: train_and_score(
           g, args.train_preset, s, args.train_s, args.repeats, os.path.join(workdir, n),
           args.smoke, args.train_steps), out)
-  print(json.dumps(out, indent=1))
+  cli.print_json("accelerator", out)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ the batch axes (layers.constrain), and the lowering and compile times.
 """
 
 import argparse
-import json
 import os
 import time
 
@@ -63,7 +62,7 @@ def main():
         "outputs": gib(memory.output_size_in_bytes),
         "temporaries": gib(memory.temp_size_in_bytes),
         "generated_code": gib(memory.generated_code_size_in_bytes)})
-  print(json.dumps(out, indent=1))
+  cli.print_json("aot", out)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def load_trained_run(args):
   return config, rt, state, nnx.merge(rt.graphdef, state.ema_params)
 
 
-def print_json(bench: str, **fields) -> None:
+def print_json(bench: str, fields: dict) -> None:
   """One JSON object on stdout: the bench's name, the JAX backend, then its fields."""
   import jax  # pylint: disable=g-import-not-at-top
   print(json.dumps({"bench": bench, "backend": jax.default_backend(), **fields}, indent=1))

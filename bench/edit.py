@@ -10,7 +10,6 @@ and prints one JSON object with the round-trip error in pixels.
 """
 
 import argparse
-import json
 import os
 import re
 
@@ -82,12 +81,11 @@ def main():
   rows = [pipeline.to_rgb(u) for u in (uint8, pipeline.to_uint8(back_images),
                                        pipeline.to_uint8(decode(edited)))]
   grids.save_png(args.out, grids.make_grid(np.concatenate(rows), len(records)), scale=4)
-  print(json.dumps({
-      "bench": "edit", "workdir": args.workdir, "step": int(state.step), "T": num_steps,
+  cli.print_json("edit", {"workdir": args.workdir, "step": int(state.step), "T": num_steps,
       "guidance": args.guidance, "captions": captions, "edits": edits,
       "round_trip_max_abs_error": float(np.abs(back - x).max()),
       "round_trip_pixel_max_abs_error": float(np.abs(back_images - reference).max()),
-      "figure": args.out}, indent=1))
+      "figure": args.out})
 
 
 if __name__ == "__main__":

@@ -6,13 +6,13 @@ floor at that size) against uniform noise images (huge).
 Reads the real features from the FID cache (computed and cached on first use) and prints JSON.
 """
 
-import json
 import os
 
 import numpy as np
 from absl import app
 from absl import flags
 
+import cli  # bench/cli.py
 from ntm_jax import config_files
 from ntm_jax.data import sources
 from ntm_jax.evaluate import fid
@@ -39,11 +39,11 @@ def main(argv):
   size = config.data.image_size
   noise = np.random.default_rng(1).integers(0, 256, (FLAGS.noise_images, size, size, 3),
                                             dtype=np.uint8)
-  print(json.dumps({
+  cli.print_json("fid_sanity", {
       "data": fid.reference_key(config.data, FLAGS.split),
       "real_vs_real_halves": fid.scores(real[order[:half]], real[order[half:2 * half]]),
       "real_vs_noise": fid.scores(real, extractor(noise)),
-  }, indent=1))
+  })
 
 
 if __name__ == "__main__":

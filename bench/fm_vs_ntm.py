@@ -16,10 +16,8 @@ side, titled, as --workdir/grids/side_by_side.png.
 """
 
 import argparse
-import json
 import os
 
-import jax
 
 import cli  # bench/cli.py
 from ntm_jax import grids
@@ -103,13 +101,12 @@ def main():
   grid_paths = [path for path, _ in made.values()]
   figure = os.path.join(out_dir, "side_by_side.png")
   grids.save_png(figure, grids.side_by_side({k: grid for k, (_, grid) in made.items()}))
-  print(json.dumps({
-      "bench": "fm_vs_ntm", "backend": jax.default_backend(), "preset": args.preset,
+  cli.print_json("fm_vs_ntm", {"preset": args.preset,
       "steps": args.steps, "nll_eval": "held-out, EMA, end-to-end T = 4, nats/dim",
       "nll_curves": {"ntm_scratch": _nll_curve(scratch, dirs["ntm_scratch"]),
                      "ntm_from_fm": _nll_curve(from_fm, dirs["ntm_from_fm"], [(0, start)])},
       "fm_loss": {k: round(v, 4) for k, v in fm_eval.items()},
-      "grids": grid_paths, "side_by_side": figure}, indent=1))
+      "grids": grid_paths, "side_by_side": figure})
 
 
 if __name__ == "__main__":

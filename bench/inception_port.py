@@ -11,7 +11,6 @@ preprocessed inputs; and the port's features/s on this machine. --write_fixture 
 set the CI test (tests/test_fid.py) checks the port against.
 """
 
-import json
 import os
 import subprocess
 import tempfile
@@ -21,6 +20,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
+import cli  # bench/cli.py
 from ntm_jax.data import emoji
 from ntm_jax.evaluate import inception
 
@@ -98,7 +98,7 @@ def main(argv):
     reference = torch_reference(images, np.asarray(inception.preprocess(images), np.float32))
     np.savez_compressed(FLAGS.write_fixture, images=images, features=reference["features"])
     result["fixture"] = FLAGS.write_fixture
-  print(json.dumps(result, indent=1))
+  cli.print_json("inception_port", result)
 
 
 if __name__ == "__main__":

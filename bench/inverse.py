@@ -14,7 +14,6 @@ and the time ratio. Prints one JSON object.
 """
 
 import argparse
-import json
 import time
 
 import jax
@@ -116,9 +115,7 @@ def main():
   cli.quiet()
   speed = [speed_row(int(n), args.batch, args.repeats) for n in args.tokens.split(",")]
   trained = [trained_rows(run, args.batch, args.repeats) for run in args.run]
-  print(json.dumps({"bench": "inverse", "backend": jax.default_backend(),
-                    "devices": jax.device_count(), "speed": speed, "trained": trained},
-                   indent=1))
+  cli.print_json("inverse", {"devices": jax.device_count(), "speed": speed, "trained": trained})
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ save is a measured ratio. Prints one JSON object.
 """
 
 import argparse
-import json
 import time
 
 import jax
@@ -66,7 +65,7 @@ def main():
     result["encode_s"] = round(encode_s, 4)
     result[f"encode_over_{name}_step"] = round(encode_s / seconds, 3)
   result["batch_size"] = config.train.batch_size
-  print(json.dumps(result, indent=1))
+  cli.print_json("latent_cost", result)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ and cosine similarities of mean-pooled states. Prints one JSON object.
   python bench/minilm_checks.py
 """
 
-import json
 
 import jax.numpy as jnp
 import numpy as np
@@ -32,13 +31,11 @@ def main():
     ids = jnp.asarray(minilm.WordPieceTokenizer(12).encode(list(captions)))
     a, b = np.asarray(minilm.pooled(bert(ids), ids))
     cosines[name] = round(float(a @ b), 4)
-  print(json.dumps({
-      "bench": "minilm_checks",
-      "parameters": int(sum(v.size for k, v in weights.items() if k != "embeddings.position_ids")),
+  cli.print_json("minilm_checks", {"parameters": int(sum(v.size for k, v in weights.items() if k != "embeddings.position_ids")),
       "captions": list(reference_lib.CAPTIONS), "padded_length": 12,
       "max_abs_error_vs_numpy_float64": float(np.abs(ours - reference)[visible].max()),
       "max_abs_state": float(np.abs(reference[visible]).max()),
-      "pooled_cosine": cosines}, indent=1))
+      "pooled_cosine": cosines})
 
 
 if __name__ == "__main__":

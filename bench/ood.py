@@ -1,6 +1,7 @@
 """Out-of-distribution detection by a trained NTM's likelihood (ntm_jax/evaluate/ood.py): AUROC
-of held-out in-distribution images against another dataset's, for the trajectory NLL, its bound
-and each level, with a histogram of the NLLs.
+of held-out in-distribution images against another dataset's, for the trajectory NLL, its bound,
+each level, and the typicality test of the per-level factors (fitted on --examples images of the
+model's training split), with a histogram of the NLLs.
 
   python bench/ood.py --preset=mnist_tiny --config=ntm_from_fm --workdir=DIR \
       --other_source=fashion_mnist --set=data.channels=1 [--figure=ood.png]
@@ -8,7 +9,6 @@ and each level, with a histogram of the NLLs.
 Prints one JSON object whose "markdown" entry is the results table (docs/results/).
 """
 
-import json
 
 import jax
 import jax.numpy as jnp
@@ -24,10 +24,10 @@ from ntm_jax.data import sources
 from ntm_jax.evaluate import ood
 
 
-def scores_of(model, rt, config, source_name: str, args) -> dict:
+def scores_of(model, rt, config, source_name: str, args, split: str = "eval") -> dict:
   data = config.data.copy_and_resolve_references()
   data.source = source_name
-  rgb, _ = sources.make_source(data, "eval").arrays(np.arange(args.examples))
+  rgb, _ = sources.make_source(data, split).arrays(np.arange(args.examples))
   uint8 = pipeline.to_channels(rgb, config.data.channels)
   score = nnx.jit(ood.unconditional_scores, static_argnames=("num_steps", "trajectories"))
   parts = []
@@ -71,6 +71,12 @@ def main():
   config, rt, state, model = cli.load_trained_run(args)
   inside = scores_of(model, rt, config, config.data.source, args)
   outside = scores_of(model, rt, config, args.other_source, args)
+  # The typicality test, fitted on the model's own training split only.
+  levels = [name for name in inside if name.startswith("level_")]
+  test = ood.fit_typicality(scores_of(model, rt, config, config.data.source, args, "train"),
+                            levels)
+  inside["typicality"], outside["typicality"] = (ood.typicality(test, s)
+                                                 for s in (inside, outside))
   result = {name: {"auroc": ood.auroc(inside[name], outside[name]),
                    "in_mean": float(np.mean(inside[name])),
                    "out_mean": float(np.mean(outside[name]))} for name in inside}
@@ -79,12 +85,13 @@ def main():
               (f"in: {config.data.source}", f"out: {args.other_source}"))
   rows = [f"In: {config.data.source} held-out; out: {args.other_source} held-out; "
           f"{args.examples} images each, unconditional, K = {args.trajectories}.", "",
-          "| score (nats/dim) | in mean | out mean | AUROC (out scores higher) |", "|---|---|---|---|"]
+          "| score (nats/dim; typicality: squared Mahalanobis distance) | in mean | out mean | "
+          "AUROC (out scores higher) |", "|---|---|---|---|"]
   rows += [f"| {name} | {r['in_mean']:.3f} | {r['out_mean']:.3f} | {r['auroc']:.3f} |"
            for name, r in result.items()]
-  print(json.dumps({"bench": "ood", "workdir": args.workdir, "step": int(state.step),
+  cli.print_json("ood", {"workdir": args.workdir, "step": int(state.step),
                     "in": config.data.source, "out": args.other_source, "scores": result,
-                    "markdown": "\n".join(rows)}, indent=1))
+                    "markdown": "\n".join(rows)})
 
 
 if __name__ == "__main__":

@@ -22,10 +22,8 @@ trained on first use). Prints one JSON object whose "markdown" entry is the resu
 """
 
 import argparse
-import json
 import os
 
-import jax
 
 import cli  # bench/cli.py
 from ntm_jax import config_files
@@ -154,8 +152,8 @@ def main():
     samplers = fm_samplers if config_name == "fm" else ntm_samplers(workdir)
     runs[name] = {"config": config_name, **_run(
         _config(CONFIGS[config_name].get_config, args, overrides), workdir, samplers, args)}
-  print(json.dumps({"bench": "quality", "backend": jax.default_backend(), "preset": args.preset,
-                    "runs": runs, "markdown": "\n".join(_tables(runs))}, indent=1))
+  cli.print_json("quality", {"preset": args.preset,
+                    "runs": runs, "markdown": "\n".join(_tables(runs))})
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Prints one JSON object.
 """
 
 import argparse
-import json
 import os
 import time
 
@@ -134,8 +133,7 @@ def main():
     results = [agreement(args.presets, args.workdir, grid)]
   else:
     results = [bench_preset(p, args.batch, args.repeats) for p in args.presets.split(",")]
-  print(json.dumps({"bench": "samplers", "backend": jax.default_backend(),
-                    "device": str(jax.devices()[0]), "results": results}, indent=1))
+  cli.print_json("samplers", {"device": str(jax.devices()[0]), "results": results})
 
 
 if __name__ == "__main__":

@@ -27,9 +27,9 @@ def main():
     sample_lib.sample(config, args.workdir)
     gc.collect()
     rss.append(process.memory_info().rss / 2**20)
-  cli.print_json("sampling_memory", preset=args.preset, calls=args.calls,
-                 rss_mib=[round(r, 1) for r in rss],
-                 growth_after_first_call_mib=round(rss[-1] - rss[0], 1))
+  cli.print_json("sampling_memory", {
+      "preset": args.preset, "calls": args.calls, "rss_mib": [round(r, 1) for r in rss],
+      "growth_after_first_call_mib": round(rss[-1] - rss[0], 1)})
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ the median of the later rounds. Prints one JSON object.
 """
 
 import argparse
-import json
 import statistics
 import time
 
@@ -72,7 +71,7 @@ def main():
   result["minilm_over_hashed_first_round"] = round(seconds["minilm"][0] / seconds["hashed"][0], 3)
   result["minilm_over_hashed_all_rounds"] = round(sum(seconds["minilm"]) / sum(seconds["hashed"]),
                                                   3)
-  print(json.dumps(result, indent=1))
+  cli.print_json("text_cost", result)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,7 @@ entry holds the results table (docs/results/)s.
 """
 
 import argparse
-import json
 
-import jax
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import cli  # bench/cli.py
@@ -84,9 +82,8 @@ def main():
   cli.quiet()
   runs = {name: score_run(args, name, getattr(args, f"{name}_workdir")) for name in ENCODERS
           if getattr(args, f"{name}_workdir")}
-  print(json.dumps({"bench": "text_encoders", "backend": jax.default_backend(),
-                    "preset": args.preset, "method": args.method, "runs": runs,
-                    "markdown": "\n".join(tables(runs))}, indent=1))
+  cli.print_json("text_encoders", {"preset": args.preset, "method": args.method, "runs": runs,
+                    "markdown": "\n".join(tables(runs))})
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Per preset, with freshly initialized states (step time does not depend on parame
 
 import argparse
 import functools
-import json
 import time
 
 import jax
@@ -147,10 +146,9 @@ def main():
   results = [bench_preset(p, args.repeats, args.batch_size) for p in args.presets.split(",")]
   depth_rows = compile_against_depth(args.depth_preset,
                                      [int(d) for d in args.depths.split(",") if d])
-  print(json.dumps({"bench": "train_step", "backend": jax.default_backend(),
-                    "devices": jax.device_count(), "results": results,
+  cli.print_json("train_step", {"devices": jax.device_count(), "results": results,
                     "compile_against_predictor_depth": {"preset": args.depth_preset,
-                                                        "rows": depth_rows}}, indent=1))
+                                                        "rows": depth_rows}})
 
 
 if __name__ == "__main__":

@@ -3,16 +3,16 @@
 The inverse is a lax.scan over tokens with a preallocated cache and a scan over stacked layers,
 so its compile time should not grow with sequence length or depth. Prints one JSON object.
 
-  python bench/transporter_compile.py
+  python bench/transporter.py
 """
 
-import json
 import time
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+import cli  # bench/cli.py
 from ntm_jax import transporter
 
 
@@ -65,8 +65,7 @@ def exactness(num_tokens: int = 16, channels: int = 3, scale: float = 0.1) -> di
 def main():
   compile_seconds(16, 1)  # warm up JAX's own one-time costs
   rows = [compile_seconds(n, d) for n, d in [(64, 2), (256, 2), (64, 8)]]
-  print(json.dumps({"bench": "transporter", "backend": jax.default_backend(),
-                    "exactness_float32": exactness(), "inverse_compile": rows}, indent=1))
+  cli.print_json("transporter", {"exactness_float32": exactness(), "inverse_compile": rows})
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ in-repo CNN classifier on the same images.
 Prints one JSON object whose "markdown" entry is the results table (docs/results/).
 """
 
-import json
 import os
 import time
 
@@ -52,11 +51,10 @@ def main():
   rows += [f"| {k + 1} | {accuracy['mean_trajectory_nll'][k]:.3f} | "
            f"{accuracy['importance_weighted_nll'][k]:.3f} |" for k in range(args.trajectories)]
   rows.append(f"| CNN classifier (same images) | {cnn_accuracy:.3f} | |")
-  print(json.dumps({
-      "bench": "zero_shot", "workdir": args.workdir, "step": int(state.step),
+  cli.print_json("zero_shot", {"workdir": args.workdir, "step": int(state.step),
       "preset": args.preset, "examples": suite["examples"], "classes": suite["classes"],
       "T": config.ntm.num_steps[0], "seconds": round(seconds, 1), "accuracy": accuracy,
-      "cnn_accuracy": cnn_accuracy, "cnn": description, "markdown": "\n".join(rows)}, indent=1))
+      "cnn_accuracy": cnn_accuracy, "cnn": description, "markdown": "\n".join(rows)})
 
 
 if __name__ == "__main__":

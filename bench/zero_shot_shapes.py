@@ -10,7 +10,6 @@ often it beats that near miss.
       --set=latent.autoencoder_workdir=AE [--per_kind=20] [--trajectories=4]
 """
 
-import json
 
 import cli  # bench/cli.py
 # pylint: disable=g-import-not-at-top,wrong-import-position,g-bad-import-order
@@ -38,10 +37,10 @@ def main():
     a = left[n] if n < len(left) else ("", "")
     b = right[n] if n < len(right) else ("", "")
     rows.append(f"| {a[0]} | {a[1]} | | {b[0]} | {b[1]} |")
-  print(json.dumps({"bench": "zero_shot_shapes", "workdir": args.workdir,
+  cli.print_json("zero_shot_shapes", {"workdir": args.workdir,
                     "step": int(state.step), "prompts": suite["prompts"], "renders": args.renders,
                     "trajectories": args.trajectories, "ranked_first": top,
-                    "beats_near_miss": pair, "markdown": "\n".join(rows)}, indent=1))
+                    "beats_near_miss": pair, "markdown": "\n".join(rows)})
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """AUROC of the likelihood OOD detector (evaluate/ood.py) against hand and brute-force counts."""
 
 import numpy as np
+import pytest
 
 from ntm_jax.evaluate import ood
 
@@ -19,3 +20,35 @@ def test_auroc_equals_the_pair_count_on_random_scores():
   wins = (outside[None, :] > inside[:, None]).mean() + 0.5 * (
       outside[None, :] == inside[:, None]).mean()
   np.testing.assert_allclose(ood.auroc(inside, outside), wins, rtol=1e-12)
+
+
+def _levels(rng, count, shift=(0.0, 0.0, 0.0), mix=0.0):
+  """Per-level NLL vectors with correlated levels; `shift` moves the mean, `mix` the correlation."""
+  base = rng.normal(size=(count, 1))
+  noise = rng.normal(scale=0.3, size=(count, 3))
+  columns = np.concatenate([base, (1 - 2 * mix) * base, base], axis=1) + noise + shift
+  return {f"level_{k}": columns[:, k] for k in range(3)}
+
+
+def test_typicality_flags_foreign_data_whichever_way_its_likelihood_moves():
+  """Fitted on in-distribution training vectors only: data with a lower NLL (the failure of raw
+  likelihoods), a higher one, or the same NLL but other relations between levels all score as
+  atypical, where the total NLL fails the first and the last."""
+  rng = np.random.default_rng(0)
+  test = ood.fit_typicality(_levels(rng, 2000), ("level_0", "level_1", "level_2"))
+  held_out = _levels(rng, 500)
+  total = lambda levels: sum(levels.values())
+  # (foreign data, typicality AUROC at least, whether the total NLL separates it too)
+  for foreign, least, total_works in ((_levels(rng, 500, shift=(-1.5, 0.0, 0.0)), 0.95, False),
+                                      (_levels(rng, 500, shift=(4.0, 4.0, 4.0)), 0.95, True),
+                                      (_levels(rng, 500, mix=1.0), 0.8, False)):
+    auroc = ood.auroc(ood.typicality(test, held_out), ood.typicality(test, foreign))
+    assert auroc > least, auroc
+    by_total = ood.auroc(total(held_out), total(foreign))
+    assert (by_total > 0.9) == total_works, by_total
+
+
+def test_typicality_refuses_too_few_fitting_examples():
+  rng = np.random.default_rng(0)
+  with pytest.raises(ValueError, match="at least 3 fitting examples per level"):
+    ood.fit_typicality(_levels(rng, 5), ("level_0", "level_1", "level_2"))

@@ -486,3 +486,18 @@ def test_schedule_steps_stretch_the_cosine_beyond_training():
   assert float(state_lib.lr_schedule(optim, 110)(110)) == pytest.approx(0.0, abs=1e-6)
   optim.schedule_steps = 210  # stops halfway down the cosine: cos(pi / 2) -> half the peak
   assert float(state_lib.lr_schedule(optim, 110)(110)) == pytest.approx(0.5, abs=1e-6)
+
+
+def test_progress_line_every_interval_with_an_eta_at_the_mean_speed(monkeypatch):
+  clock, lines = [0.0], []
+  monkeypatch.setattr(loop.time, "monotonic", lambda: clock[0])
+  monkeypatch.setattr(loop.logging, "info", lambda fmt, *args: lines.append(fmt % args))
+  progress = loop._ProgressLine(0, 100, every_s=25.0)  # pylint: disable=protected-access
+  for step, now in ((1, 30.0), (11, 40.0), (21, 55.0), (31, 155.0), (100, 200.0)):
+    clock[0] = now
+    progress(step, {"nll_nats_per_dim": 2.5})
+  # Nothing at the first step (compiling) nor 10 s later; then one line per 25 s and the last.
+  assert lines[0] == "step 21/100 | NLL 2.5 nats/dim | 0.80 steps/s | ETA 1m39s"
+  # A 100 s pause (e.g. an evaluation) slows this interval's speed, not the ETA's mean: 30/125 s.
+  assert lines[1] == "step 31/100 | NLL 2.5 nats/dim | 0.10 steps/s | ETA 4m48s"
+  assert lines[2].startswith("step 100/100") and len(lines) == 3

@@ -5,6 +5,12 @@ data the model was trained on, by K forward trajectories each: the trajectory NL
 bound on -log p(x_t0) (the NLL plus log q of the trajectory, which differs from image to image),
 and every level's factor. AUROC is the Mann-Whitney probability that a foreign image scores
 higher than a held-out in-distribution one (ties count half).
+
+A raw likelihood fails one way round: a model of a complex dataset gives a simpler one a HIGHER
+likelihood. An NTM has one factor per level, which no single-level flow has; the typicality test
+fits the joint law of the per-level factors on the model's own training images (a Gaussian) and
+scores an image by its Mahalanobis distance to it, so an image whose levels are unusually likely,
+unusually unlikely or unusually related is flagged. It never sees the foreign data.
 """
 
 import jax
@@ -38,3 +44,26 @@ def unconditional_scores(model: ntm.NTM, images, rng, *, num_steps: int,
                                     jax.lax.map(per_trajectory, jnp.arange(trajectories)))
   return {"nll": nll, "bound": bound,
           **{f"level_{k}": levels[:, k] for k in range(levels.shape[1])}}
+
+
+def _stack(scores: dict, keys) -> np.ndarray:
+  return np.stack([np.asarray(scores[k], np.float64) for k in keys], axis=1)
+
+
+def fit_typicality(train_scores: dict, keys) -> dict:
+  """The mean and precision of the score vectors `keys` (e.g. level_0..level_T, nats/dim) over
+  in-distribution training images; the covariance is shrunk by 1e-6 of its mean variance."""
+  x = _stack(train_scores, keys)
+  if x.shape[0] < 3 * x.shape[1]:
+    raise ValueError(f"the typicality test needs at least 3 fitting examples per level "
+                     f"({3 * x.shape[1]}), got {x.shape[0]}")
+  covariance = np.cov(x, rowvar=False)
+  covariance += 1e-6 * np.trace(covariance) / len(keys) * np.eye(len(keys))
+  return {"keys": tuple(keys), "mean": x.mean(0), "precision": np.linalg.inv(covariance)}
+
+
+def typicality(test: dict, scores: dict) -> np.ndarray:
+  """Squared Mahalanobis distance of each image's score vector to the fitted law (higher: more
+  likely foreign)."""
+  centred = _stack(scores, test["keys"]) - test["mean"]
+  return np.einsum("bi,ij,bj->b", centred, test["precision"], centred)

@@ -122,21 +122,25 @@ class _Preemption:
 
 class _ProgressLine:
   """One log line every `every_s` seconds (and at the last step): step/total, the latest logged
-  loss (the NTM's NLL in nats/dim), steps/s since the previous line, ETA."""
+  loss (the NTM's NLL in nats/dim), steps/s since the previous line, and the ETA at the mean
+  speed so far (so one slow interval, e.g. a periodic evaluation, does not swing it)."""
 
   def __init__(self, start: int, total: int, every_s: float = 25.0):
     self.total, self.every_s = total, every_s
     self.last_step, self.last_time = start, None
+    self.first_step, self.first_time = start, None
 
   def __call__(self, step: int, metrics: dict) -> None:
     now = time.monotonic()
     if self.last_time is None:  # the clock starts after the first step: compiling is not speed
       self.last_step, self.last_time = step, now
+      self.first_step, self.first_time = step, now
       return
     if now - self.last_time < self.every_s and step != self.total:
       return
     rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
-    eta = (self.total - step) / rate if rate > 0 else float("inf")
+    mean_rate = (step - self.first_step) / max(now - self.first_time, 1e-9)
+    eta = (self.total - step) / mean_rate if mean_rate > 0 else float("inf")
     shown = {"nll_nats_per_dim": "NLL {:.4g} nats/dim", "fm_loss": "velocity MSE {:.4g}",
              "mse": "MSE {:.4g}", "loss": "loss {:.4g}"}
     name = next((k for k in shown if k in metrics), None)
