@@ -161,7 +161,8 @@ def build(config: ml_collections.ConfigDict, devices=None, check_memory: bool = 
   graphdef, _ = nnx.split(state_lib.abstract_model(config))
   shapes = jax.eval_shape(functools.partial(state_lib.create_train_state, config, tx))
   num_params = sum(math.prod(x.shape) for x in jax.tree.leaves(shapes.params))
-  logging.info("Model: %.2fM parameters; mesh %s", num_params / 1e6, dict(mesh.shape))
+  logging.info("Model: %s, %.2fM parameters; mesh %s", methods.get(config).name,
+               num_params / 1e6, dict(mesh.shape))
   if check_memory:
     sharding.check_fits(num_params, config, mesh)
   shardings = sharding.state_shardings(shapes, mesh, config.mesh)
