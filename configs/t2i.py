@@ -128,7 +128,10 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   # Generators on autoencoder latents (ntm_jax/latents.py): '' models pixels; else the workdir of
   # a finished configs/autoencoder.py run with the same data, whose normalized latents the model
   # generates and every sampler decodes.
-  config.latent = dict(autoencoder_workdir="")
+  # cache_max_examples: a training split of at most this many records (emoji, a folder, TFDS) is
+  # encoded once when the run starts (host memory: its latents); a larger or procedural one
+  # (shapes) is encoded batch by batch. 0 turns the cache off.
+  config.latent = dict(autoencoder_workdir="", cache_max_examples=100_000)
 
   config.ntm = dict(
       mode="end_to_end",  # 'end_to_end' (all T pairs) or 'pair_wise' (one pair per example)

@@ -116,6 +116,40 @@ class Codec:
     return lambda params, text_input, rng: self.decode(sampler(params, text_input, rng))
 
 
+class CachedSource:
+  """A finite training source encoded once: records {"latents", "caption"}.
+
+  Encoding is deterministic, so the model sees the latents that encoding every batch would give
+  it, without the encoder's cost per step (22% of a shapes_latent NTM step). grain sees the
+  wrapped source's repr, so checkpoints of runs with and without the cache resume each other."""
+
+  def __init__(self, source, latents: np.ndarray, captions: list):
+    self.source, self.latents, self.captions = source, latents, captions
+
+  def __len__(self):
+    return len(self.captions)
+
+  def __getitem__(self, index):
+    index = int(index)
+    return {"latents": self.latents[index], "caption": self.captions[index]}
+
+  def __repr__(self):
+    return repr(self.source)
+
+
+def cache_source(codec: Codec, source, channels: int, batch_size: int = 256) -> CachedSource:
+  """Encodes every record of `source` (host memory: its latents, float32) in fixed-size chunks
+  (the last one padded, so the encoder compiles once)."""
+  latents, captions = [], []
+  for start in range(0, len(source), batch_size):
+    records = [source[i] for i in range(start, min(start + batch_size, len(source)))]
+    images = np.stack([pipeline.to_channels(r["image"], channels) for r in records])
+    padded = np.concatenate([images, np.repeat(images[-1:], batch_size - len(images), 0)])
+    latents.append(np.asarray(codec.encode(padded))[:len(images)])
+    captions += [r["caption"] for r in records]
+  return CachedSource(source, np.concatenate(latents), captions)
+
+
 def abstract_autoencoder(settings, channels: int):
   return nnx.eval_shape(lambda: autoencoder_lib.Autoencoder(settings, channels,
                                                             rngs=nnx.Rngs(0)))

@@ -19,9 +19,13 @@ from helpers import build
 from ntm_jax import autoencoder
 from ntm_jax import files
 from ntm_jax import latents
+from ntm_jax import text as text_lib
+from ntm_jax.data import loaders
 from ntm_jax.evaluate import sample as sample_lib
 from ntm_jax.evaluate import suite
+from ntm_jax.methods import inputs
 from ntm_jax.runtime import denoiser
+from ntm_jax.runtime import runtime
 from ntm_jax.train import distill
 from ntm_jax.train import loop
 
@@ -208,3 +212,24 @@ def test_latent_presets_need_a_finished_autoencoder_of_the_same_image_shape(trai
   shapes_latent.latent.autoencoder_workdir = ae_workdir
   with pytest.raises(ValueError, match=r"images of shape \(8, 8, 3\)"):
     loop.validate(shapes_latent, shapes_latent.train.batch_size)
+
+
+def test_latent_cache_gives_the_batches_per_step_encoding_gives(trained_autoencoder, tmp_path):
+  """A finite split encoded once: the same model inputs, batch by batch, as encoding each batch;
+  and a run trains on it."""
+  _, ae_workdir = trained_autoencoder
+  config = _generator_config(t2i.get_config, ae_workdir)
+  config.data.num_train_examples = 300
+  rt = runtime.build(config)
+  tokenizer = text_lib.tokenizer_for(config)
+  config.latent.cache_max_examples = 0
+  plain = iter(loaders.train_loader(config, tokenizer, 8, rt.codec))
+  config.latent.cache_max_examples = 300
+  cached = iter(loaders.train_loader(config, tokenizer, 8, rt.codec))
+  for _ in range(3):
+    a, b = rt.global_batch(next(plain)), rt.global_batch(next(cached))
+    jax.tree.map(np.testing.assert_array_equal, a["text"], b["text"])
+    np.testing.assert_allclose(inputs.model_inputs(a), inputs.model_inputs(b), atol=1e-5)
+  assert "latents" in next(cached) and "image" not in next(cached)
+  state = loop.train_and_evaluate(config, str(tmp_path))
+  assert int(state.step) == config.train.num_steps

@@ -1,7 +1,7 @@
 """grain input pipeline: deterministic, sharded per JAX process, checkpointable.
 
 A batch is {"image": uint8 [batch, H, W, C], "tokens": int32 [batch, max_length]} with the
-per-process share of the global batch; C is data.channels (3: RGB as the sources give it, 1:
+per-process share of the global batch ("latents" instead of "image" from a latent cache); C is data.channels (3: RGB as the sources give it, 1:
 grey). The iterator's state (grain's get_state / set_state) is saved with every checkpoint, so a
 resumed run sees exactly the batches it would have seen.
 """
@@ -20,7 +20,8 @@ class Tokenize(grain.transforms.Map):
     self.tokenizer = tokenizer
 
   def map(self, element):
-    return {"image": element["image"], "tokens": self.tokenizer.encode_one(element["caption"])}
+    out = {k: v for k, v in element.items() if k != "caption"}  # "image" or cached "latents"
+    return dict(out, tokens=self.tokenizer.encode_one(element["caption"]))
 
 
 CHANNELS = (1, 3)
@@ -54,6 +55,8 @@ class ToChannels(grain.transforms.Map):
     self.channels = channels
 
   def map(self, element):
+    if "image" not in element:  # cached latents (latents.CachedSource)
+      return element
     return dict(element, image=to_channels(element["image"], self.channels))
 
 

@@ -68,7 +68,7 @@ class Runtime:
     local_batch["text"] = self.text_inputs(local_batch.pop("tokens"))
     batch = jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(self.batch_sharding, x), local_batch)
-    if self.codec is None:
+    if self.codec is None or "latents" in batch:  # pixels, or latents cached on the host
       return batch
     return {"latents": self.codec.encode(batch.pop("image")), **batch}
 

@@ -43,7 +43,8 @@ def distill(config: ml_collections.ConfigDict, workdir: str):
   del ntm_state  # only the EMA parameters are used
   drt = denoiser.build(config, ntm_runtime)
   tokenizer = text_lib.tokenizer_for(config)
-  data_iter = iter(loaders.train_loader(config, tokenizer, d.train.batch_size))
+  data_iter = iter(loaders.train_loader(config, tokenizer, d.train.batch_size,
+                                        ntm_runtime.codec))
   manager = checkpointing.make_manager(out, d.train)
   state = checkpointing.restore(manager, drt.abstract_state, data_iter, move_bad=True)
   if state is None:

@@ -232,7 +232,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   validate(config, config.train.batch_size)
   rt = runtime_lib.build(config)
   tokenizer = text_lib.tokenizer_for(config)
-  data_iter = iter(loaders.train_loader(config, tokenizer, config.train.batch_size))
+  data_iter = iter(loaders.train_loader(config, tokenizer, config.train.batch_size, rt.codec))
   manager = checkpointing.make_manager(workdir, config.train)
   from_fm = config.init.source == "flow_matching"
   if from_fm:
