@@ -496,8 +496,10 @@ def test_progress_line_every_interval_with_an_eta_at_the_mean_speed(monkeypatch)
   for step, now in ((1, 30.0), (11, 40.0), (21, 55.0), (31, 155.0), (100, 200.0)):
     clock[0] = now
     progress(step, {"nll_nats_per_dim": 2.5})
-  # Nothing at the first step (compiling) nor 10 s later; then one line per 25 s and the last.
-  assert lines[0] == "step 21/100 | NLL 2.5 nats/dim | 0.80 steps/s | ETA 1m39s"
+  # The first step says what compiling took (no speed yet); nothing 10 s later; then one line
+  # per 25 s and the last.
+  assert lines[0] == "step 1/100 | compiled and ran the first step in 0m30s"
+  assert lines[1] == "step 21/100 | NLL 2.5 nats/dim | 0.80 steps/s | ETA 1m39s"
   # A 100 s pause (e.g. an evaluation) slows this interval's speed, not the ETA's mean: 30/125 s.
-  assert lines[1] == "step 31/100 | NLL 2.5 nats/dim | 0.10 steps/s | ETA 4m48s"
-  assert lines[2].startswith("step 100/100") and len(lines) == 3
+  assert lines[2] == "step 31/100 | NLL 2.5 nats/dim | 0.10 steps/s | ETA 4m48s"
+  assert lines[3].startswith("step 100/100") and len(lines) == 4

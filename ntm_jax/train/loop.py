@@ -129,12 +129,15 @@ class _ProgressLine:
     self.total, self.every_s = total, every_s
     self.last_step, self.last_time = start, None
     self.first_step, self.first_time = start, None
+    self.created = time.monotonic()
 
   def __call__(self, step: int, metrics: dict) -> None:
     now = time.monotonic()
     if self.last_time is None:  # the clock starts after the first step: compiling is not speed
       self.last_step, self.last_time = step, now
       self.first_step, self.first_time = step, now
+      logging.info("step %d/%d | compiled and ran the first step in %s", step, self.total,
+                   _duration(now - self.created))
       return
     if now - self.last_time < self.every_s and step != self.total:
       return
