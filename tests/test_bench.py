@@ -108,5 +108,6 @@ def test_quality_rows_name_every_run_in_table_order():
                   ("weighted", "ntm_from_fm", "B", ["sample.guidance=4"]),
                   ("fm", "fm", "F", [])]
   for bad in (["x:nope:B"], ["fm:fm:B"]):  # an unknown config file; a name taken twice
+    bad_args = argparse.Namespace(**{**vars(args), "run": bad})
     with pytest.raises(SystemExit):
-      quality._rows(argparse.Namespace(**{**vars(args), "run": bad}), parser)  # pylint: disable=protected-access
+      quality._rows(bad_args, parser)  # pylint: disable=protected-access

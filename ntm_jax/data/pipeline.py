@@ -1,9 +1,10 @@
 """grain input pipeline: deterministic, sharded per JAX process, checkpointable.
 
 A batch is {"image": uint8 [batch, H, W, C], "tokens": int32 [batch, max_length]} with the
-per-process share of the global batch ("latents" instead of "image" from a latent cache); C is data.channels (3: RGB as the sources give it, 1:
-grey). The iterator's state (grain's get_state / set_state) is saved with every checkpoint, so a
-resumed run sees exactly the batches it would have seen.
+per-process share of the global batch ("latents" instead of "image" from a latent cache); C is
+data.channels (3: RGB as the sources give it, 1: grey). The iterator's state (grain's
+get_state / set_state) is saved with every checkpoint, so a resumed run sees exactly the batches
+it would have seen.
 """
 
 import grain
