@@ -67,19 +67,26 @@ def main():
   parser.add_argument("--trajectories", type=int, default=4)
   parser.add_argument("--batch_size", type=int, default=100)
   parser.add_argument("--figure", default="")
+  parser.add_argument("--scores_out", default="",
+                      help="an .npz of every image's scores (in_NAME, out_NAME, train_NAME)")
   args = parser.parse_args()
   config, rt, state, model = cli.load_trained_run(args)
   inside = scores_of(model, rt, config, config.data.source, args)
   outside = scores_of(model, rt, config, args.other_source, args)
   # The typicality test, fitted on the model's own training split only.
   levels = [name for name in inside if name.startswith("level_")]
-  test = ood.fit_typicality(scores_of(model, rt, config, config.data.source, args, "train"),
-                            levels)
+  train = scores_of(model, rt, config, config.data.source, args, "train")
+  test = ood.fit_typicality(train, levels)
   inside["typicality"], outside["typicality"] = (ood.typicality(test, s)
                                                  for s in (inside, outside))
   result = {name: {"auroc": ood.auroc(inside[name], outside[name]),
                    "in_mean": float(np.mean(inside[name])),
                    "out_mean": float(np.mean(outside[name]))} for name in inside}
+  if args.scores_out:
+    np.savez(args.scores_out, **{f"{split}_{name}": np.asarray(values)
+                                 for split, scores in (("in", inside), ("out", outside),
+                                                       ("train", train))
+                                 for name, values in scores.items()})
   if args.figure:
     histogram(args.figure, inside["nll"], outside["nll"],
               (f"in: {config.data.source}", f"out: {args.other_source}"))
