@@ -34,12 +34,9 @@ from ntm_jax.runtime import checkpointing
 from ntm_jax.runtime import denoiser
 from ntm_jax.runtime import held_out
 
-fm_configs = cli.config_module("fm")
-ntm_from_fm = cli.config_module("ntm_from_fm")
-t2i = cli.config_module("t2i")
 
 
-CONFIGS = {"t2i": t2i, "ntm_from_fm": ntm_from_fm, "fm": fm_configs}
+GENERATORS = ("t2i", "ntm_from_fm", "fm")  # the config files whose runs sample images
 
 
 def _rows(args, parser) -> list:
@@ -50,9 +47,9 @@ def _rows(args, parser) -> list:
   extra = []
   for spec in args.run:
     name, config_name, workdir = (spec.split(":", 2) + ["", ""])[:3]
-    if config_name not in CONFIGS or not workdir:
+    if config_name not in GENERATORS or not workdir:
       parser.error(f"--run={spec}: expected NAME:CONFIG:WORKDIR with CONFIG one of "
-                   f"{sorted(CONFIGS)}")
+                   f"{GENERATORS}")
     overrides = [o.split(":", 1)[1] for o in args.run_set if o.split(":", 1)[0] == name]
     extra.append((name, config_name, workdir, overrides))
   fm = [("fm", "fm", args.fm_workdir, args.fm_set)] if args.fm_workdir else []
@@ -151,7 +148,8 @@ def main():
   for name, config_name, workdir, overrides in rows:
     samplers = fm_samplers if config_name == "fm" else ntm_samplers(workdir)
     runs[name] = {"config": config_name, **_run(
-        _config(CONFIGS[config_name].get_config, args, overrides), workdir, samplers, args)}
+        _config(cli.config_module(config_name).get_config, args, overrides), workdir, samplers,
+        args)}
   cli.print_json("quality", {"preset": args.preset,
                     "runs": runs, "markdown": "\n".join(_tables(runs))})
 

@@ -71,10 +71,15 @@ def level_weights(num_steps: int, power: float) -> jax.Array:
   return profile / jnp.mean(profile)
 
 
+def _level_profile(num_steps, power: float, max_steps: int):
+  """((k + 1) / T)^power for k < T, else 0, per example: [b, max_steps] for T [b] (floats)."""
+  k = jnp.arange(1, max_steps + 1, dtype=jnp.float32)
+  return jnp.where(k <= num_steps[:, None], (k / num_steps[:, None]) ** power, 0.0)
+
+
 def relative_level_weight(level, num_steps, power: float, *, max_steps: int):
   """level_weights(T, power)[level] per example, for per-example level [b] and T [b] (floats)."""
-  k = jnp.arange(1, max_steps + 1, dtype=jnp.float32)
-  profile = (k / num_steps[:, None]) ** power * (k <= num_steps[:, None])
+  profile = _level_profile(num_steps, power, max_steps)
   return ((level + 1.0) / num_steps) ** power / (profile.sum(1) / num_steps)
 
 
@@ -82,8 +87,7 @@ def _sample_levels(rng, num_steps, power: float, max_steps: int):
   """k - 1 in [0, T) per example, with probability level_weights(T, power)[k - 1] / T."""
   if power == 0.0:  # uniform (the historical draw, kept bit for bit)
     return jnp.floor(jax.random.uniform(rng, num_steps.shape) * num_steps)
-  k = jnp.arange(1, max_steps + 1, dtype=jnp.float32)
-  logits = jnp.where(k <= num_steps[:, None], power * jnp.log(k / num_steps[:, None]), -jnp.inf)
+  logits = jnp.log(_level_profile(num_steps, power, max_steps))  # -inf beyond T
   return jax.random.categorical(rng, logits).astype(jnp.float32)
 
 
