@@ -1,7 +1,7 @@
 """Out-of-distribution detection by a trained NTM's likelihood (ntm_jax/evaluate/ood.py): AUROC
 of held-out in-distribution images against another dataset's, for the trajectory NLL, its bound,
-each level, and the typicality test of the per-level factors (fitted on --examples images of the
-model's training split), with a histogram of the NLLs.
+each level, and the typicality tests of the per-level factors and of the per-position factors
+(fitted on --examples images of the model's training split), with a histogram of the NLLs.
 
   python bench/ood.py --preset=mnist_tiny --config=ntm_from_fm --workdir=DIR \
       --other_source=fashion_mnist --set=data.channels=1 [--figure=ood.png]
@@ -73,15 +73,16 @@ def main():
   config, rt, state, model = cli.load_trained_run(args)
   inside = scores_of(model, rt, config, config.data.source, args)
   outside = scores_of(model, rt, config, args.other_source, args)
-  # The typicality test, fitted on the model's own training split only.
-  levels = [name for name in inside if name.startswith("level_")]
+  # The typicality tests, fitted on the model's own training split only.
   train = scores_of(model, rt, config, config.data.source, args, "train")
-  test = ood.fit_typicality(train, levels)
-  inside["typicality"], outside["typicality"] = (ood.typicality(test, s)
-                                                 for s in (inside, outside))
+  for kind in ood.FEATURES:
+    test = ood.fit_typicality(ood.features(train, kind))
+    for scores in (inside, outside):
+      scores[f"typicality_{kind}"] = ood.typicality(test, ood.features(scores, kind))
   result = {name: {"auroc": ood.auroc(inside[name], outside[name]),
                    "in_mean": float(np.mean(inside[name])),
-                   "out_mean": float(np.mean(outside[name]))} for name in inside}
+                   "out_mean": float(np.mean(outside[name]))}
+            for name in inside if name != "level_tokens"}
   if args.scores_out:
     np.savez(args.scores_out, **{f"{split}_{name}": np.asarray(values)
                                  for split, scores in (("in", inside), ("out", outside),
@@ -92,7 +93,7 @@ def main():
               (f"in: {config.data.source}", f"out: {args.other_source}"))
   rows = [f"In: {config.data.source} held-out; out: {args.other_source} held-out; "
           f"{args.examples} images each, unconditional, K = {args.trajectories}.", "",
-          "| score (nats/dim; typicality: squared Mahalanobis distance) | in mean | out mean | "
+          "| score (nats/dim; typicality_*: squared Mahalanobis distance) | in mean | out mean | "
           "AUROC (out scores higher) |", "|---|---|---|---|"]
   rows += [f"| {name} | {r['in_mean']:.3f} | {r['out_mean']:.3f} | {r['auroc']:.3f} |"
            for name, r in result.items()]

@@ -109,7 +109,7 @@ def _flatten_levels(x):
 
 def trajectory_nll(model: NTM, images, text, text_mask, rng, *, num_steps: int,
                    t_min_range=(0.0, 0.05), cfg_dropout: float = 0.0, mean_reference=None,
-                   level_weight_power: float = 0.0):
+                   level_weight_power: float = 0.0, per_token: bool = False):
   """End-to-end exact NLL of one sampled forward trajectory per example, all T pairs at once.
 
   Args:
@@ -119,6 +119,7 @@ def trajectory_nll(model: NTM, images, text, text_mask, rng, *, num_steps: int,
     mean_reference: optional (x_t, t, s, text, mask) -> reference mean of x_s in x-space (the
       frozen FM posterior mean); adds mean_alignment [b] = sum_k ||mu_P - reference||^2.
     level_weight_power: the training objective weighs the factors by level_weights.
+    per_token: also return level_token_nll [b, T+1, tokens] (see `nll_of_trajectory`).
 
   Returns a dict of per-example float32 arrays:
     nll [b]: -log p(x_t0..x_tT); objective [b]: the level-weighted NLL (the nll at power 0);
@@ -137,22 +138,26 @@ def trajectory_nll(model: NTM, images, text, text_mask, rng, *, num_steps: int,
   t_min = sample_t_min(rng_t, batch, t_min_range)
   times = trajectory.shifted_schedule(num_steps, t_min, model.num_tokens)
   x = trajectory.forward_trajectory(rng_traj, x0, times)
-  out = nll_of_trajectory(model, x, times, text, text_mask, mean_reference)
+  out = nll_of_trajectory(model, x, times, text, text_mask, mean_reference, per_token=per_token)
   out["objective"] = weighted_objective(out["level_nll"], level_weight_power)
   return out
 
 
-def nll_of_trajectory(model: NTM, x, times, text, text_mask, mean_reference=None):
+def nll_of_trajectory(model: NTM, x, times, text, text_mask, mean_reference=None, *,
+                      per_token: bool = False):
   """Exact NLL terms of given trajectories x [batch, T+1, tokens, channels] at times [b, T+1].
 
-  See `trajectory_nll` for the returned dict.
+  See `trajectory_nll` for the returned dict. per_token adds level_token_nll [b, T+1, tokens]:
+  each level's factor split over image positions (the Gaussian term per token minus the
+  transporter's per-token log-det); it sums over tokens to level_nll.
   """
   batch, num_levels = times.shape
   num_steps = num_levels - 1
   # Transporter on every level but the top, where it is the identity.
   steps = jnp.full((batch * num_steps,), num_steps, jnp.float32)
-  u_low, logdet = model.transporter(_flatten_levels(x[:, :-1]), _flatten_levels(times[:, :-1]),
-                                    steps)
+  u_low, token_logdet = model.transporter.forward(_flatten_levels(x[:, :-1]),
+                                                  _flatten_levels(times[:, :-1]), steps)
+  logdet = jnp.sum(token_logdet, axis=-1)
   u = jnp.concatenate([u_low.reshape(x[:, :-1].shape), x[:, -1:]], axis=1)
 
   # Teacher forcing: every pair (t_k -> t_(k-1)) is an independent example of the batch axis,
@@ -173,6 +178,12 @@ def nll_of_trajectory(model: NTM, x, times, text, text_mask, mean_reference=None
       "level_bound": level_bound,
       "times": times,
   }
+  if per_token:
+    token_factor = trajectory.gaussian_nll(_flatten_levels(u[:, :-1]), mu, log_sigma,
+                                           keep_axes=2) - token_logdet
+    top = trajectory.gaussian_nll(x[:, -1], 0.0, 0.0, keep_axes=2)
+    out["level_token_nll"] = jnp.concatenate(
+        [token_factor.reshape(batch, num_steps, -1), top[:, None]], axis=1)
   if mean_reference is not None:
     reference = mean_reference(_flatten_levels(x[:, 1:]), t, s, *pair_text)
     out["mean_alignment"] = _squared_distance(mu, reference).reshape(batch, num_steps).sum(-1)

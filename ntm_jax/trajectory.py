@@ -133,12 +133,13 @@ def forward_trajectory(rng, x0, times):
   return jnp.stack(levels, axis=1)
 
 
-def gaussian_nll(x, mean, log_std):
-  """-log N(x; mean, exp(log_std)^2), summed over all but the leading axis, float32."""
+def gaussian_nll(x, mean, log_std, *, keep_axes: int = 1):
+  """-log N(x; mean, exp(log_std)^2), summed over all but the leading `keep_axes` axes (e.g. 2:
+  one value per token of [batch, tokens, channels]), float32."""
   x, mean, log_std = (jnp.asarray(v, jnp.float32) for v in (x, mean, log_std))
   log_std = jnp.broadcast_to(log_std, x.shape)
   per_dim = 0.5 * jnp.square((x - mean) * jnp.exp(-log_std)) + log_std + 0.5 * LOG_2PI
-  return jnp.sum(per_dim.reshape(x.shape[0], -1), axis=-1)
+  return jnp.sum(per_dim.reshape(x.shape[:keep_axes] + (-1,)), axis=-1)
 
 
 def forward_log_prob(trajectory, times):

@@ -69,20 +69,28 @@ class FlowBlock(nnx.Module):
     return self._affine(self.transformer(inputs.astype(self.dtype), is_causal=True), t)
 
   def _mix(self, x, t, sign: float):
-    """x [batch, tokens, channels] -> expm(sign (1 - t) M) x per token, and the log-det."""
+    """x [batch, tokens, channels] -> expm(sign (1 - t) M) x per token, and its log-det [batch]
+    (each token's; the map's is tokens times it)."""
     gate = (1.0 - jnp.asarray(t, jnp.float32)) * sign
     matrices = jax.vmap(jax.scipy.linalg.expm)(gate[:, None, None] * self.mixing[...])
-    logdet = self.num_tokens * gate * jnp.trace(self.mixing[...])
+    logdet = gate * jnp.trace(self.mixing[...])  # per token
     return jnp.einsum("bij,bnj->bni", matrices, x.astype(jnp.float32)), logdet
+
+  def forward(self, x, t, num_steps):
+    """x -> (z, per-token log-det [batch, tokens]). The Jacobian is block-triangular over the
+    tokens, so log|det| is the sum of the diagonal blocks' log-dets, one per token."""
+    logdet = jnp.zeros(x.shape[:2], jnp.float32)
+    if self.mixing is not None:
+      x, mixing_logdet = self._mix(x, t, 1.0)
+      logdet += mixing_logdet[:, None]
+    a, b = self.shift_params(x, t, num_steps)
+    z = (x.astype(jnp.float32) - b) * jnp.exp(-a)
+    return z, logdet - jnp.sum(a, axis=2)
 
   def __call__(self, x, t, num_steps):
     """x -> (z, log-det [batch])."""
-    logdet = 0.0
-    if self.mixing is not None:
-      x, logdet = self._mix(x, t, 1.0)
-    a, b = self.shift_params(x, t, num_steps)
-    z = (x.astype(jnp.float32) - b) * jnp.exp(-a)
-    return z, logdet - jnp.sum(a, axis=(1, 2))
+    z, logdet = self.forward(x, t, num_steps)
+    return z, jnp.sum(logdet, axis=1)
 
   def unmix(self, x, t):
     """The inverse of the channel mixing (identity without it)."""
@@ -172,20 +180,29 @@ class Transporter(nnx.Module):
     """Undo the trailing flip when the number of blocks is odd."""
     return jnp.flip(x, axis=1) if self.num_blocks % 2 else x
 
-  def __call__(self, x, t, num_steps):
-    """x [batch, tokens, channels] at time t -> (u, log|det du/dx| [batch]), float32."""
+  def forward(self, x, t, num_steps):
+    """x [batch, tokens, channels] at time t -> (u, per-token log-det [batch, tokens]), float32.
+
+    Entry n sums, over the blocks, the log-det of each block's diagonal Jacobian block at the
+    token that is image position n: an exact split of log|det du/dx| over positions (their sum),
+    the spatial detail that out-of-distribution scores use (evaluate/ood.py)."""
     self._check(x)
+    logdet = jnp.zeros(x.shape[:2], jnp.float32)
     if self.blocks is None:
-      return x.astype(jnp.float32), jnp.zeros((x.shape[0],), jnp.float32)
+      return x.astype(jnp.float32), logdet
 
     def body(block, carry, _):
       x, logdet = carry
-      z, block_logdet = block(x, t, num_steps)
-      return (jnp.flip(z, axis=1), logdet + block_logdet), None
+      z, block_logdet = block.forward(x, t, num_steps)
+      return (jnp.flip(z, axis=1), jnp.flip(logdet + block_logdet, axis=1)), None
 
-    init = (x.astype(jnp.float32), jnp.zeros((x.shape[0],), jnp.float32))
-    (u, logdet), _ = layers.scan_stacked(body, self.blocks, init)
-    return self._final_orientation(u), logdet
+    (u, logdet), _ = layers.scan_stacked(body, self.blocks, (x.astype(jnp.float32), logdet))
+    return self._final_orientation(u), self._final_orientation(logdet)
+
+  def __call__(self, x, t, num_steps):
+    """x [batch, tokens, channels] at time t -> (u, log|det du/dx| [batch]), float32."""
+    u, logdet = self.forward(x, t, num_steps)
+    return u, jnp.sum(logdet, axis=1)
 
   def _invert(self, u, t, num_steps, method: str, tolerance: float = 0.0):
     """(x, per-block iteration counts [num_blocks]; the token count for the sequential ones)."""

@@ -64,6 +64,27 @@ def test_nll_equals_sum_of_independently_computed_factor_densities(model):
   assert np.abs(out["logdet"]).min() > 0.01  # the transporter is not the identity here
 
 
+def test_per_token_factors_are_per_position_densities_and_sum_to_each_level(model):
+  """level_token_nll[:, k, n] = -log N(u_n; mu_n, sigma_n) - per-token log-det at position n."""
+  images, text, mask = data(model)
+  x, times = sampled_trajectory(model, images)
+  out = jax.jit(lambda x, t: ntm.nll_of_trajectory(model, x, t, text, mask, per_token=True))(
+      x, times)
+  tokens = out["level_token_nll"]
+  assert tokens.shape == (BATCH, 5, model.num_tokens)
+  np.testing.assert_allclose(tokens.sum(-1), out["level_nll"], rtol=1e-5, atol=1e-3)
+
+  steps = jnp.full((BATCH,), 4.0)
+  u_s, token_logdet = model.transporter.forward(x[:, 1], times[:, 1], steps)
+  u_t = model.transporter(x[:, 2], times[:, 2], steps)[0]
+  mu, log_sigma = model.predictor(u_t, times[:, 2], times[:, 1], steps, text, mask)
+  density = distrax.MultivariateNormalDiag(mu, jnp.broadcast_to(jnp.exp(log_sigma), mu.shape))
+  np.testing.assert_allclose(tokens[:, 1], -density.log_prob(u_s) - token_logdet, rtol=1e-5,
+                             atol=1e-3)
+  prior = distrax.MultivariateNormalDiag(jnp.zeros_like(x[:, -1]))
+  np.testing.assert_allclose(tokens[:, -1], -prior.log_prob(x[:, -1]), rtol=1e-5, atol=1e-4)
+
+
 def test_trajectory_nll_is_nll_of_its_sampled_trajectory(model):
   images, text, mask = data(model)
   out = jax.jit(lambda *args: ntm.trajectory_nll(model, *args, jax.random.key(5), num_steps=4))(

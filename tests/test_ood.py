@@ -27,7 +27,7 @@ def _levels(rng, count, shift=(0.0, 0.0, 0.0), mix=0.0):
   base = rng.normal(size=(count, 1))
   noise = rng.normal(scale=0.3, size=(count, 3))
   columns = np.concatenate([base, (1 - 2 * mix) * base, base], axis=1) + noise + shift
-  return {f"level_{k}": columns[:, k] for k in range(3)}
+  return ood.features({f"level_{k}": columns[:, k] for k in range(3)}, "levels")
 
 
 def test_typicality_flags_foreign_data_whichever_way_its_likelihood_moves():
@@ -35,9 +35,9 @@ def test_typicality_flags_foreign_data_whichever_way_its_likelihood_moves():
   likelihoods), a higher one, or the same NLL but other relations between levels all score as
   atypical, where the total NLL fails the first and the last."""
   rng = np.random.default_rng(0)
-  test = ood.fit_typicality(_levels(rng, 2000), ("level_0", "level_1", "level_2"))
+  test = ood.fit_typicality(_levels(rng, 2000))
   held_out = _levels(rng, 500)
-  total = lambda levels: sum(levels.values())
+  total = lambda levels: levels.sum(1)
   # (foreign data, typicality AUROC at least, whether the total NLL separates it too)
   for foreign, least, total_works in ((_levels(rng, 500, shift=(-1.5, 0.0, 0.0)), 0.95, False),
                                       (_levels(rng, 500, shift=(4.0, 4.0, 4.0)), 0.95, True),
@@ -48,7 +48,16 @@ def test_typicality_flags_foreign_data_whichever_way_its_likelihood_moves():
     assert (by_total > 0.9) == total_works, by_total
 
 
+def test_token_features_split_each_level_over_positions_without_the_noise_level():
+  tokens = np.arange(2 * 3 * 4, dtype=float).reshape(2, 3, 4)  # [batch, T+1 = 3, tokens = 4]
+  scores = {"level_tokens": tokens, **{f"level_{k}": tokens[:, k].sum(-1) for k in range(3)}}
+  np.testing.assert_array_equal(ood.features(scores, "tokens"), tokens[:, :2].reshape(2, 8))
+  np.testing.assert_array_equal(ood.features(scores, "levels"), tokens.sum(-1))
+
+
 def test_typicality_refuses_too_few_fitting_examples():
   rng = np.random.default_rng(0)
-  with pytest.raises(ValueError, match="at least 3 fitting examples per level"):
-    ood.fit_typicality(_levels(rng, 5), ("level_0", "level_1", "level_2"))
+  with pytest.raises(ValueError, match="at least 3 fitting examples per feature"):
+    ood.fit_typicality(_levels(rng, 5))
+  with pytest.raises(ValueError, match="must be one of"):
+    ood.features({}, "pixels")
