@@ -15,6 +15,12 @@
   modules are frozen out of collection after import and collections run less often: 5-10% off
   tracing-heavy tests (tests/test_ntm.py + tests/test_distill.py on one core, cold cache: 111-120 s
   before, 105-106 s after).
+* One Runtime per (config, devices) in each test process. A Runtime never changes after
+  runtime.build and keeps its jitted programs, so a test that restores a run another test
+  trained (or restores it several times: the score, sample and grey-data tests) reuses traced
+  programs instead of tracing and lowering them again, which is most of the suite's time
+  (BENCHMARKS.md, "Test suite time"). It is built from a private copy of the config, so a test
+  that edits its config afterwards cannot change another test's runtime.
 """
 
 import gc
@@ -34,12 +40,31 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")  # compi
 flags.FLAGS.mark_as_parsed()
 
 
-# The slowest modules (one core, cold cache: 117, 87, 47, 45, 41 and 36 s; BENCHMARKS.md, "Test
-# suite time"), scheduled first. With --dist loadscope a module runs whole on one worker, and
-# xdist's default order (most tests first) started the one-test, 87-second two-process module
-# last, where it alone set the wall time.
-SLOWEST_FIRST = ("test_train.py", "test_multihost.py", "test_ablation_options.py",
-                 "test_bench.py", "test_latents.py", "test_flow_matching.py")
+def _share_runtimes():
+  import copy  # pylint: disable=g-import-not-at-top
+  from ntm_jax.runtime import runtime  # pylint: disable=g-import-not-at-top
+  build, built = runtime.build, {}
+
+  def shared(config, devices=None, check_memory: bool = True):
+    key = (config.to_json_best_effort(sort_keys=True),
+           None if devices is None else tuple(d.id for d in devices), check_memory)
+    if key not in built:
+      built[key] = build(copy.deepcopy(config), devices, check_memory)
+    return built[key]
+  runtime.build = shared
+
+
+_share_runtimes()
+
+
+# The slowest modules (2 workers, idle: the two-process module 138 s alone; test_train, the
+# ablation options, latents, preemption, bench, notebook and flow matching 50-150 s each;
+# BENCHMARKS.md, "Test suite time"), scheduled first. With --dist loadscope a module runs whole
+# on one worker, and xdist's default order (most tests first) started the one-test two-process
+# module last, where it alone set the wall time.
+SLOWEST_FIRST = ("test_multihost.py", "test_train.py", "test_ablation_options.py",
+                 "test_latents.py", "test_preemption.py", "test_bench.py", "test_notebook.py",
+                 "test_flow_matching.py")
 
 
 def pytest_configure(config):

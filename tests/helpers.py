@@ -7,6 +7,15 @@ import numpy as np
 from flax import nnx
 
 
+def micro_config(**overrides) -> ml_collections.ConfigDict:
+  """configs/t2i.py:micro (20 steps of batch 8, 8x8 shapes) with flattened overrides, e.g.
+  micro_config(**{"train.num_steps": 10})."""
+  from configs import t2i  # pylint: disable=g-import-not-at-top
+  config = t2i.get_config("micro")
+  config.update_from_flattened_dict(overrides)
+  return config
+
+
 def tiny_model_config(**overrides) -> ml_collections.ConfigDict:
   """A 2-layer, width-32 NTM on 4x4x2 images (patch 2 -> 4 tokens of 8 channels)."""
   config = ml_collections.ConfigDict({
@@ -58,16 +67,19 @@ def train_batches(config: ml_collections.ConfigDict, count: int) -> list:
   return [next(iterator) for _ in range(count)]
 
 
-def training_losses(config: ml_collections.ConfigDict, metric: str, count: int) -> list:
-  """`metric` after each of `count` training steps from a fresh state (T = 4)."""
+def training_losses(config: ml_collections.ConfigDict, metric, count: int) -> list:
+  """`metric` after each of `count` training steps from a fresh state (T = 4); a tuple of
+  metric names gives a tuple of lists, from the same steps."""
   from ntm_jax.runtime import runtime  # pylint: disable=g-import-not-at-top
   rt = runtime.build(config)
   state, step = rt.create_state(), rt.train_step(4)
-  losses = []
+  names = (metric,) if isinstance(metric, str) else tuple(metric)
+  values = tuple([] for _ in names)
   for batch in train_batches(config, count):
     state, metrics, _ = step(state, rt.global_batch(batch))
-    losses.append(float(metrics[metric]))
-  return losses
+    for name, trace in zip(names, values):
+      trace.append(float(metrics[name]))
+  return values[0] if isinstance(metric, str) else values
 
 
 def synthetic_class_images(seed: int, count: int):

@@ -178,8 +178,7 @@ def test_level_weighted_training_reports_the_unweighted_nll_and_learns():
   beside the NLL, both finite, and the NLL falls."""
   config = t2i.get_config("micro")
   config.ntm.update(level_weight_power=2.0, level_sampling_power=2.0)
-  nll = training_losses(config, "nll_nats_per_dim", 20)
-  objective = training_losses(config, "weighted_objective_per_dim", 2)
+  nll, objective = training_losses(config, ("nll_nats_per_dim", "weighted_objective_per_dim"), 20)
   assert np.isfinite(nll).all() and np.isfinite(objective).all()
   assert np.mean(nll[-5:]) < np.mean(nll[:5]) - 0.3
 

@@ -1,22 +1,19 @@
-"""The training system end to end on the `micro` preset: train, checkpoint, resume after a hard
-kill, SIGTERM, sample and eval modes, non-finite updates, and clear errors for bad setups."""
+"""The training system end to end on the `micro` preset: train, checkpoint, the sample, eval and
+score modes, non-finite updates, and mistakes found at run time. Interruption, sharding and
+command-line mistakes have their own modules (test_preemption, test_sharding, test_command_line)."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import types
-import time
 
 import jax
 import numpy as np
 import pytest
 from PIL import Image
 
-from configs import t2i
 import test_emoji
-from helpers import train_batches, training_losses
+from helpers import micro_config, train_batches, training_losses
 from ntm_jax import errors
 from ntm_jax import files
 from ntm_jax.evaluate import emoji_eval
@@ -31,21 +28,10 @@ from ntm_jax.train import loop
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def micro(**overrides):
-  config = t2i.get_config("micro")
-  config.update_from_flattened_dict(overrides)
-  return config
-
-
-def run_python(code: str, *, timeout: float = 300, env=None):
-  return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                        timeout=timeout, env={**os.environ, **(env or {})})
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("micro_run"))
-  config = micro(**{"train.num_steps": 20, "train.sample_every": 20, "train.eval_every": 20})
+  config = micro_config(**{"train.num_steps": 20, "train.sample_every": 20, "train.eval_every": 20})
   state = loop.train_and_evaluate(config, workdir)
   return workdir, config, state
 
@@ -63,7 +49,7 @@ def test_training_writes_checkpoints_metrics_and_a_sample_grid(trained):
 
 def test_sample_mode_writes_a_grid_of_the_requested_size(trained):
   workdir, config, _ = trained
-  config = micro(**{"sample.per_prompt": 4, "sample.guidance": 1.5, "sample.seed": 3})
+  config = micro_config(**{"sample.per_prompt": 4, "sample.guidance": 1.5, "sample.seed": 3})
   prompts = ["a red circle", "two squares", "a blue triangle left of a green square"]
   path = sample_lib.sample(config, workdir, prompts)
   cell, scale = 9, 16
@@ -80,12 +66,12 @@ def test_sample_mode_writes_a_grid_of_the_requested_size(trained):
 
 def test_sample_mode_with_trajectory_denoising(trained):
   workdir, _, _ = trained
-  config = micro(**{"sample.per_prompt": 2, "sample.sampler": "full_nf_denoised"})
+  config = micro_config(**{"sample.per_prompt": 2, "sample.sampler": "full_nf_denoised"})
   path = sample_lib.sample(config, workdir, ["a red circle"])
   assert "full_nf_denoised" in path
   assert Image.open(path).size == ((2 * 9 + 1) * 16, (1 * 9 + 1) * 16)
   with pytest.raises(ValueError, match="sample.sampler must be one of"):
-    sample_lib.sample(micro(**{"sample.sampler": "magic"}), workdir, ["a red circle"])
+    sample_lib.sample(micro_config(**{"sample.sampler": "magic"}), workdir, ["a red circle"])
 
 
 class PixelFeatures:
@@ -101,7 +87,7 @@ class PixelFeatures:
 def test_emoji_sample_quality_reports_fid_kid_and_retrieval(trained, tmp_path, monkeypatch):
   workdir, _, _ = trained
   monkeypatch.setattr(suite.inception, "FeatureExtractor", PixelFeatures)
-  config = micro(**{"data.source": "emoji",
+  config = micro_config(**{"data.source": "emoji",
                     "data.emoji_dir": test_emoji.write_fixture(tmp_path / "emoji"),
                     "eval.emoji.seen_names": 2, "eval.emoji.samples_per_name": 1,
                     "eval.emoji.noise_images": 4, "eval.fid.batch_size": 4,
@@ -144,7 +130,7 @@ def test_eval_mode_writes_the_likelihood_and_shapes_eval_reports(trained):
 def test_eval_mode_reports_fid_kid_on_held_out_captions(trained, tmp_path, monkeypatch):
   workdir, _, _ = trained
   monkeypatch.setattr(suite.inception, "FeatureExtractor", PixelFeatures)
-  config = micro(**{"eval.fid.images": 6, "eval.fid.batch_size": 4,
+  config = micro_config(**{"eval.fid.images": 6, "eval.fid.batch_size": 4,
                     "eval.fid.cache_dir": str(tmp_path / "fid"), "eval.shapes_eval": False})
   path = suite.evaluate(config, workdir)
   with open(path, encoding="utf-8") as f:
@@ -155,7 +141,7 @@ def test_eval_mode_reports_fid_kid_on_held_out_captions(trained, tmp_path, monke
   assert cached.name.startswith("shapes_eval_8px_3ch_first6_")
   with open(path[:-len(".json")] + ".md", encoding="utf-8") as f:
     assert "## Inception FID / KID (6 held-out captions" in f.read()
-  config = micro(**{"eval.fid.images": 6, "data.num_eval_examples": 4})
+  config = micro_config(**{"eval.fid.images": 6, "data.num_eval_examples": 4})
   with pytest.raises(ValueError, match="the held-out split has 4 examples"):
     suite.sample_quality(config, workdir, None, None, [("full_nf", None)])
 
@@ -201,18 +187,18 @@ def test_score_mode_ranks_shapes_near_misses_and_classifies_given_images(trained
 ])
 def test_score_mode_refuses_bad_settings(overrides, images, prompts, message):
   with pytest.raises(ValueError, match=message):
-    score.validate(micro(**overrides), images, prompts)
+    score.validate(micro_config(**overrides), images, prompts)
 
 
 def test_loss_decreases_over_a_short_run():
   # The preset's 20 steps, so the train step is the one the compilation cache holds. The NLL
   # falls from 6.17 to 4.50 nats/dim (mean of the first and of the last 5 steps).
-  losses = training_losses(micro(), "loss", 20)
+  losses = training_losses(micro_config(), "loss", 20)
   assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.3
 
 
 def test_non_finite_update_is_skipped_and_counted():
-  config = micro()
+  config = micro_config()
   rt = runtime.build(config)
   state, step = rt.create_state(), rt.train_step(4)
   batch = train_batches(config, 1)[0]
@@ -228,161 +214,6 @@ def test_non_finite_update_is_skipped_and_counted():
   assert int(consecutive) == 0 and np.isfinite(float(metrics["loss"]))
   changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), before[0], state.params)
   assert any(jax.tree.leaves(changed))
-
-
-KILL_AT_STEP_8 = """
-import os, signal, sys
-from absl import flags
-flags.FLAGS.mark_as_parsed()
-from configs import t2i
-from ntm_jax.runtime import checkpointing
-from ntm_jax.train import loop
-original_save = checkpointing.save
-def save_or_die(manager, step, *args):
-  if step == 8:  # steps 5-8 are lost: only checkpoint 4 survives the kill
-    manager.wait_until_finished()
-    os.kill(os.getpid(), signal.SIGKILL)
-  original_save(manager, step, *args)
-checkpointing.save = save_or_die
-config = t2i.get_config("micro")
-config.train.update(num_steps=20, checkpoint_every=4)
-loop.train_and_evaluate(config, sys.argv[1])
-"""
-
-
-def test_resume_after_a_hard_kill_equals_training_straight_through(tmp_path):
-  # The preset's 20 steps: the train step is the one the `trained` fixture compiled (the step
-  # has the schedule's length baked in), so here it comes from the compilation cache.
-  config = micro(**{"train.checkpoint_every": 4})
-  straight = loop.train_and_evaluate(config, str(tmp_path / "straight"))
-
-  killed_dir = str(tmp_path / "killed")
-  proc = subprocess.run([sys.executable, "-c", KILL_AT_STEP_8, killed_dir], cwd=ROOT,
-                        capture_output=True, text=True, timeout=300)
-  assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
-  manager = checkpointing.make_manager(killed_dir, config.train, asynchronous=False)
-  assert manager.latest_step() == 4
-  resumed = loop.train_and_evaluate(config, killed_dir)
-
-  assert int(resumed.step) == 20
-  for name in ("params", "ema_params", "opt_state", "rng"):
-    jax.tree.map(np.testing.assert_array_equal, getattr(straight, name), getattr(resumed, name))
-
-
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
-  workdir = str(tmp_path / "run")
-  proc = subprocess.Popen(
-      [sys.executable, "-m", "ntm_jax.main", "--config=configs/t2i.py:micro",
-       f"--workdir={workdir}", "--config.train.num_steps=100000",
-       "--config.train.checkpoint_every=5"], cwd=ROOT, stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT, text=True)
-  first = os.path.join(workdir, "checkpoints", "5")
-  deadline = time.time() + 240
-  while not os.path.isdir(first) and time.time() < deadline and proc.poll() is None:
-    time.sleep(0.2)
-  proc.send_signal(signal.SIGTERM)
-  output, _ = proc.communicate(timeout=120)
-  assert proc.returncode == 0, output[-3000:]
-  assert "SIGTERM" in output
-  stopped = checkpointing.make_manager(workdir, micro().train, asynchronous=False).latest_step()
-  assert 5 <= stopped < 100000
-
-
-EIGHT_DEVICES = """
-import json
-import jax, numpy as np
-from absl import flags
-flags.FLAGS.mark_as_parsed()
-from configs import t2i
-from ntm_jax import text
-from ntm_jax.data import pipeline, sources
-from ntm_jax.runtime import runtime
-config = t2i.get_config("micro")
-config.mesh.min_shard_size = 1  # shard even tiny parameters
-batch = next(iter(pipeline.make_loader(sources.make_source(config.data, "train"),
-                                       text.tokenizer_for(config), global_batch_size=8, seed=0)))
-out = {}
-for name, devices, data, fsdp, tensor in [("one", jax.devices()[:1], 1, 1, 1),
-                                          ("eight", jax.devices(), 2, 2, 2)]:
-  config.mesh.update(data=data, fsdp=fsdp, tensor=tensor)
-  rt = runtime.build(config, devices=devices)
-  state = rt.create_state()
-  state, metrics, _ = rt.train_step(4)(state, rt.global_batch(batch))
-  # Data-parallel sampling: the 8 prompts' text split over the batch axes, images gathered.
-  config.sample.sampler = "full_nf"
-  images = rt.sampler(config.sample)(state.ema_params, batch["tokens"], jax.random.key(1))
-  spec = str(rt.prompt_batch(batch["tokens"]).sharding.spec)
-  layers = state.params["predictor"]["backbone"]["transformer"]["layers"]
-  kernel, out_kernel = layers["mlp"]["fc1"]["kernel"][...], layers["attn"]["out"]["kernel"][...]
-  out[name] = {"loss": float(metrics["loss"]), "grad_norm": float(metrics["grad_norm"]),
-               "kernel": np.asarray(kernel).ravel()[:64].tolist(),
-               "out_kernel": np.asarray(out_kernel).ravel()[:64].tolist(),
-               "spec": str(kernel.sharding.spec), "out_spec": str(out_kernel.sharding.spec),
-               "shard": list(kernel.addressable_shards[0].data.shape),
-               "shape": list(kernel.shape), "devices": len(kernel.sharding.device_set),
-               "images": np.asarray(images).ravel()[::7].tolist(), "prompt_spec": spec,
-               "images_on_host": isinstance(images, np.ndarray)}
-print("RESULT" + json.dumps(out))
-"""
-
-
-def test_eight_devices_give_the_same_step_as_one_with_sharded_parameters():
-  """A (data 2, fsdp 2, tensor 2) step on 8 devices equals the 1-device step (float32: loss to
-  1e-5 relative, gradient norm to 1e-4, updated weights to 1e-6), and so do the data-parallel
-  samples of the updated model (to 1e-4). One mesh with all three axes: each axis's sharding
-  is checked in the same run."""
-  eight = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-  proc = run_python(EIGHT_DEVICES, env={"XLA_FLAGS": eight})
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  result = json.loads(proc.stdout.split("RESULT")[-1])
-  one, eight = result["one"], result["eight"]
-  assert eight["devices"] == 8
-  # Column-parallel fc1 (hidden units over tensor), row-parallel attention output, each also
-  # split over fsdp along another axis.
-  assert eight["spec"] == "P(None, 'fsdp', 'tensor')"
-  assert eight["out_spec"] == "P(None, 'tensor', 'fsdp')"
-  assert np.prod(eight["shard"]) * 4 == np.prod(eight["shape"])  # fsdp 2 x tensor 2
-  assert eight["prompt_spec"] == "P(('data', 'fsdp'),)" and eight["images_on_host"]
-  np.testing.assert_allclose(eight["images"], one["images"], atol=1e-4)
-  np.testing.assert_allclose(eight["loss"], one["loss"], rtol=1e-5)
-  np.testing.assert_allclose(eight["grad_norm"], one["grad_norm"], rtol=1e-4)
-  np.testing.assert_allclose(eight["kernel"], one["kernel"], atol=1e-6)
-  np.testing.assert_allclose(eight["out_kernel"], one["out_kernel"], atol=1e-6)
-
-
-def test_unwritable_workdir_fails_before_training(tmp_path):
-  blocker = tmp_path / "a_file"
-  blocker.write_text("")
-  with pytest.raises(PermissionError, match="not writable"):
-    loop.train_and_evaluate(micro(), str(blocker / "workdir"))
-
-
-def test_sample_mode_without_checkpoint_says_so(tmp_path):
-  with pytest.raises(FileNotFoundError, match="no checkpoint"):
-    sample_lib.sample(micro(), str(tmp_path))
-
-
-def test_paper_scale_default_fails_fast_with_the_estimate_and_what_would_fit():
-  with pytest.raises(MemoryError, match=r"GiB per device .* --config.mesh.fsdp=\d+"):
-    runtime.build(t2i.get_config())
-
-
-@pytest.mark.parametrize("args, line", [
-    (["--config.train.bogus_key=3"], "--config.train.bogus_key: no such config key 'bogus_key'"),
-    (["--config.sample.guidence=2"], 'no such config key \'guidence\'. Did you mean "guidance"'),
-    (["--config.sample.guidance=abc"], "--config.sample.guidance=abc: could not convert"),
-    (["--config=configs/nope.py"], "--config: no file 'configs/nope.py'"),
-    (["--config=configs/t2i.py:bogus"], "unknown preset 'bogus'; use '' (the paper-scale default), 'tiny'"),
-    (["--workdir=setup.py"], "--workdir=setup.py is a file"),
-])
-def test_command_line_mistakes_are_one_line(args, line):
-  command = [sys.executable, "-m", "ntm_jax.main", "--config=configs/t2i.py:micro",
-             "--workdir=/tmp/unused", *args]
-  proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
-  assert proc.returncode != 0
-  lines = [l for l in proc.stderr.splitlines() if l.startswith("ntm_jax: ")]
-  assert len(lines) == 1 and line in lines[0], proc.stderr
-  assert "Traceback" not in proc.stderr
 
 
 def test_mistakes_found_at_run_time_are_user_errors(trained, tmp_path):
@@ -406,77 +237,15 @@ def test_mistakes_found_at_run_time_are_user_errors(trained, tmp_path):
   assert len(lines) == 1 and "holds a checkpoint of another model" in lines[0]
 
 
-def test_mesh_shapes():
-  from ml_collections import ConfigDict  # pylint: disable=g-import-not-at-top
-  assert sharding.mesh_shape(ConfigDict({"data": -1, "fsdp": 2}), 8) == (4, 2, 1)
-  assert sharding.mesh_shape(ConfigDict({"data": 1, "fsdp": -1}), 8) == (1, 8, 1)
-  assert sharding.mesh_shape(ConfigDict({"data": 2, "fsdp": -1, "tensor": 2}), 8) == (2, 2, 2)
-  with pytest.raises(ValueError, match="mesh.data=3"):
-    sharding.mesh_shape(ConfigDict({"data": 3, "fsdp": -1}), 8)
-  with pytest.raises(ValueError, match="mesh.tensor=3"):
-    sharding.mesh_shape(ConfigDict({"data": 1, "fsdp": -1, "tensor": 3}), 8)
-  assert sharding.param_spec((4, 64, 256), 8, 1) == jax.sharding.PartitionSpec(None, None, "fsdp")
-  assert sharding.param_spec((3, 5), 8, 1) == jax.sharding.PartitionSpec()
-
-
 def test_weight_decay_applies_to_matrices_only():
   from ntm_jax.runtime import state as state_lib  # pylint: disable=g-import-not-at-top
-  params = runtime.build(micro()).abstract_state.params
+  params = runtime.build(micro_config()).abstract_state.params
   mask = {sharding.path_string(p): m for p, m in
           jax.tree_util.tree_flatten_with_path(state_lib.decay_mask(params))[0]}
   assert mask["predictor/backbone/transformer/layers/mlp/fc1/kernel"]
   assert mask["text_encoder/embed/embedding"]
   assert not mask["predictor/backbone/transformer/layers/mlp/fc1/bias"]
   assert not mask["predictor/backbone/transformer/layers/attn_norm/scale"]
-
-
-def test_tensor_rules_split_heads_and_hidden_units():
-  rules = tuple(map(tuple, micro().mesh.tensor_rules))
-  layer = "params/predictor/backbone/transformer/layers/"
-  spec = lambda path, shape, tensor=2: sharding.leaf_spec(layer + path, shape, 2, 1,
-                                                          (r"/bias$",), rules, tensor)
-  P = jax.sharding.PartitionSpec
-  assert spec("attn/q/kernel", (2, 64, 64)) == P(None, "fsdp", "tensor")
-  assert spec("attn/out/kernel", (2, 64, 64)) == P(None, "tensor", "fsdp")
-  assert spec("mlp/fc1/kernel", (2, 64, 256)) == P(None, "fsdp", "tensor")
-  assert spec("mlp/fc2/kernel", (2, 256, 64)) == P(None, "tensor", "fsdp")
-  assert spec("attn/kv/kernel", (2, 64, 32)) == P(None, "fsdp", None)  # GQA keys/values whole
-  assert spec("mlp/fc1/bias", (2, 256)) == P()  # replicate wins
-  assert spec("mlp/fc1/kernel", (2, 64, 255)) == P(None, "fsdp", None)  # 255 % 2: no tensor
-  assert spec("mlp/fc1/kernel", (2, 64, 256), tensor=1) == P(None, None, "fsdp")
-
-
-def test_hybrid_mesh_puts_the_data_axis_across_slices():
-  """mesh.dcn_data = 2: the data axis spans the two slices; fsdp and tensor stay inside one."""
-  from ml_collections import ConfigDict  # pylint: disable=g-import-not-at-top
-  cpu = jax.devices()[0]
-  devices = [types.SimpleNamespace(id=i, slice_index=i // 4, process_index=0,
-                                   platform=cpu.platform, device_kind=cpu.device_kind)
-             for i in range(8)]
-  grid = sharding.device_grid(
-      ConfigDict({"data": 2, "fsdp": 2, "tensor": 2, "dcn_data": 2}), devices)
-  assert grid.shape == (2, 2, 2)
-  assert {d.slice_index for d in grid[0].ravel()} == {0}
-  assert {d.slice_index for d in grid[1].ravel()} == {1}
-  with pytest.raises(ValueError, match="dcn_data=3"):
-    sharding.make_mesh(ConfigDict({"data": 2, "fsdp": 1, "tensor": 1, "dcn_data": 3}),
-                       jax.devices()[:1] * 2)
-
-
-def test_path_rules_keep_matching_parameters_replicated():
-  rules = (r"norm", r"/bias$")
-  kernel = "params/predictor/backbone/transformer/layers/mlp/fc1/kernel"
-  assert sharding.leaf_spec(kernel, (2, 64, 256), 4, 1, rules) == \
-      jax.sharding.PartitionSpec(None, None, "fsdp")
-  assert sharding.leaf_spec("params/predictor/head/bias", (256,), 4, 1, rules) == \
-      jax.sharding.PartitionSpec()
-  assert sharding.leaf_spec("params/x/attn_norm/scale", (2, 256), 4, 1, rules) == \
-      jax.sharding.PartitionSpec()
-  config = micro()
-  shapes = runtime.build(config).abstract_state
-  paths = [sharding.path_string(p) for p, _ in jax.tree_util.tree_flatten_with_path(shapes)[0]]
-  assert "params/predictor/backbone/embed/bias" in paths
-  assert "params/predictor/backbone/transformer/layers/mlp/fc1/kernel" in paths
 
 
 def test_schedule_steps_stretch_the_cosine_beyond_training():
