@@ -16,7 +16,8 @@ e.g. --ntm_set=sample.guidance=6.0). --run=NAME:CONFIG:WORKDIR adds a named row 
 ntm_from_fm or fm; repeatable, e.g. the variants of an ablation), with --run_set=NAME:KEY=VALUE
 overrides of its own. Any of the runs may be
 left out (e.g. --fm_workdir alone, for points of a training curve); --fm_rows picks the FM
-samplers and step counts. The NTM's fast sampler is included when its workdir holds a distilled denoiser.
+samplers and step counts. The NTM's fast sampler is included when its workdir holds a distilled
+denoiser (--ntm_samplers=fast: that row alone).
 All runs are scored by one classifier (--classifier_dir, default FIRST_WORKDIR/classifier;
 trained on first use). Prints one JSON object whose "markdown" entry is the results table (docs/results/).
 """
@@ -141,8 +142,13 @@ def main():
   if not rows:
     parser.error("give at least one of --ntm_workdir, --fm_workdir, --ntm_from_fm_workdir, --run")
   args.classifier_dir = args.classifier_dir or os.path.join(rows[0][2], "classifier")
-  ntm_samplers = lambda workdir: [(name, 4) for name in args.ntm_samplers.split(",")] + (
-      [("fast", 4)] if denoiser.has_denoiser(workdir) else [])
+
+  def ntm_samplers(workdir):
+    names = args.ntm_samplers.split(",")
+    if denoiser.has_denoiser(workdir) and "fast" not in names:
+      names.append("fast")
+    return [(name, 4) for name in names]
+
   fm_samplers = [(name, int(t)) for name, t in (row.split(":") for row in args.fm_rows.split(","))]
   runs = {}
   for name, config_name, workdir, overrides in rows:
