@@ -16,8 +16,8 @@ e.g. --ntm_set=sample.guidance=6.0). --run=NAME:CONFIG:WORKDIR adds a named row 
 ntm_from_fm or fm; repeatable, e.g. the variants of an ablation), with --run_set=NAME:KEY=VALUE
 overrides of its own. Any of the runs may be
 left out (e.g. --fm_workdir alone, for points of a training curve); --fm_rows picks the FM
-samplers and step counts. The NTM's fast sampler is included when its workdir holds a distilled
-denoiser (--ntm_samplers=fast: that row alone).
+samplers and step counts. Without --ntm_samplers, the NTM's fast sampler is added when its workdir
+holds a distilled denoiser; --ntm_samplers lists exactly the NTM rows (e.g. fast alone).
 All runs are scored by one classifier (--classifier_dir, default FIRST_WORKDIR/classifier;
 trained on first use). Prints one JSON object whose "markdown" entry is the results table (docs/results/).
 """
@@ -121,8 +121,9 @@ def main():
   parser.add_argument("--ntm_from_fm_workdir", default="")
   parser.add_argument("--fm_rows", default="euler:4,euler:50",
                       help="FM rows as SAMPLER:T (euler, heun, posterior)")
-  parser.add_argument("--ntm_samplers", default="full_nf,full_nf_denoised",
-                      help="NTM samplers at T = 4 (fast is added when a denoiser exists)")
+  parser.add_argument("--ntm_samplers", default="",
+                      help="NTM samplers at T = 4, exactly these (default: full_nf, "
+                           "full_nf_denoised, and fast when a denoiser exists)")
   parser.add_argument("--per_kind", type=int, default=100)
   parser.add_argument("--samples_per_prompt", type=int, default=4)
   parser.add_argument("--samples_per_class", type=int, default=100)
@@ -144,10 +145,10 @@ def main():
   args.classifier_dir = args.classifier_dir or os.path.join(rows[0][2], "classifier")
 
   def ntm_samplers(workdir):
-    names = args.ntm_samplers.split(",")
-    if denoiser.has_denoiser(workdir) and "fast" not in names:
-      names.append("fast")
-    return [(name, 4) for name in names]
+    if args.ntm_samplers:
+      return [(name, 4) for name in args.ntm_samplers.split(",")]
+    return [(name, 4) for name in ("full_nf", "full_nf_denoised")] + (
+        [("fast", 4)] if denoiser.has_denoiser(workdir) else [])
 
   fm_samplers = [(name, int(t)) for name, t in (row.split(":") for row in args.fm_rows.split(","))]
   runs = {}
