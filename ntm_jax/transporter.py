@@ -87,11 +87,6 @@ class FlowBlock(nnx.Module):
     z = (x.astype(jnp.float32) - b) * jnp.exp(-a)
     return z, logdet - jnp.sum(a, axis=2)
 
-  def __call__(self, x, t, num_steps):
-    """x -> (z, log-det [batch])."""
-    z, logdet = self.forward(x, t, num_steps)
-    return z, jnp.sum(logdet, axis=1)
-
   def unmix(self, x, t):
     """The inverse of the channel mixing (identity without it)."""
     return x if self.mixing is None else self._mix(x, t, -1.0)[0]

@@ -85,11 +85,11 @@ def test_per_token_logdet_is_each_positions_diagonal_jacobian_blocks_and_sums_to
   for index in range(num_blocks):
     flow = block(model, index)
     for b in range(x.shape[0]):
-      f = lambda v: flow(v.reshape(1, TOKENS, CHANNELS), t[b:b + 1], steps[b:b + 1])[0].ravel()
+      f = lambda v: flow.forward(v.reshape(1, TOKENS, CHANNELS), t[b:b + 1], steps[b:b + 1])[0].ravel()
       jacobian = np.asarray(jax.jacfwd(f)(h[b].ravel())).reshape(TOKENS, CHANNELS, TOKENS, CHANNELS)
       for i in range(TOKENS):
         expected[b, position[i]] += np.linalg.slogdet(jacobian[i, :, i, :])[1]
-    h, position = jnp.flip(flow(h, t, steps)[0], axis=1), position[::-1]
+    h, position = jnp.flip(flow.forward(h, t, steps)[0], axis=1), position[::-1]
   np.testing.assert_allclose(per_token, expected, atol=2e-5, rtol=1e-5)
   assert np.abs(per_token - per_token.mean(-1, keepdims=True)).max() > 1e-2  # not a flat split
 
@@ -100,7 +100,7 @@ def test_each_block_has_triangular_jacobian_in_its_scan_order(index):
   model = make()
   x, t, steps = inputs(batch=1)
   flow = block(model, index)
-  f = lambda v: flow(v.reshape(1, TOKENS, CHANNELS), t, steps)[0].ravel()
+  f = lambda v: flow.forward(v.reshape(1, TOKENS, CHANNELS), t, steps)[0].ravel()
   jacobian = np.asarray(jax.jit(jax.jacfwd(f))(x.ravel())).reshape(TOKENS, CHANNELS, TOKENS, CHANNELS)
   for i in range(TOKENS):
     for j in range(TOKENS):
