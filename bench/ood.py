@@ -1,7 +1,8 @@
 """Out-of-distribution detection by a trained NTM's likelihood (ntm_jax/evaluate/ood.py): AUROC
 of held-out in-distribution images against another dataset's, for the trajectory NLL, its bound,
 each level, and the typicality tests of the per-level factors and of the per-position factors
-(fitted on --examples images of the model's training split), with a histogram of the NLLs.
+(fitted on --fit_examples images of the model's training split, by default --examples), with a
+histogram of the NLLs.
 
   python bench/ood.py --preset=mnist_tiny --config=ntm_from_fm --workdir=DIR \
       --other_source=fashion_mnist --set=data.channels=1 [--figure=ood.png]
@@ -24,14 +25,17 @@ from ntm_jax.data import sources
 from ntm_jax.evaluate import ood
 
 
-def scores_of(model, rt, config, source_name: str, args, split: str = "eval") -> dict:
+def scores_of(model, rt, config, source_name: str, args, split: str = "eval",
+              examples: int = 0) -> dict:
+  """Per-image scores of the first `examples` (default --examples) images of a split."""
+  examples = examples or args.examples
   data = config.data.copy_and_resolve_references()
   data.source = source_name
-  rgb, _ = sources.make_source(data, split).arrays(np.arange(args.examples))
+  rgb, _ = sources.make_source(data, split).arrays(np.arange(examples))
   uint8 = pipeline.to_channels(rgb, config.data.channels)
   score = nnx.jit(ood.unconditional_scores, static_argnames=("num_steps", "trajectories"))
   parts = []
-  for i in range(0, args.examples, args.batch_size):
+  for i in range(0, examples, args.batch_size):
     chunk = uint8[i:i + args.batch_size]
     parts.append(score(model, rt.model_inputs(chunk), jax.random.key(i), num_steps=config.ntm.num_steps[0],
                        trajectories=args.trajectories))
@@ -64,6 +68,8 @@ def main():
   parser = cli.trained_run_parser(__doc__, preset="mnist_tiny")
   parser.add_argument("--other_source", default="fashion_mnist", choices=sources.CLASS_SOURCES)
   parser.add_argument("--examples", type=int, default=1000)
+  parser.add_argument("--fit_examples", type=int, default=0,
+                      help="training images the typicality tests are fitted on (0: --examples)")
   parser.add_argument("--trajectories", type=int, default=4)
   parser.add_argument("--batch_size", type=int, default=100)
   parser.add_argument("--figure", default="")
@@ -74,7 +80,7 @@ def main():
   inside = scores_of(model, rt, config, config.data.source, args)
   outside = scores_of(model, rt, config, args.other_source, args)
   # The typicality tests, fitted on the model's own training split only.
-  train = scores_of(model, rt, config, config.data.source, args, "train")
+  train = scores_of(model, rt, config, config.data.source, args, "train", args.fit_examples)
   for kind in ood.FEATURES:
     test = ood.fit_typicality(ood.features(train, kind))
     for scores in (inside, outside):
@@ -92,7 +98,8 @@ def main():
     histogram(args.figure, inside["nll"], outside["nll"],
               (f"in: {config.data.source}", f"out: {args.other_source}"))
   rows = [f"In: {config.data.source} held-out; out: {args.other_source} held-out; "
-          f"{args.examples} images each, unconditional, K = {args.trajectories}.", "",
+          f"{args.examples} images each, unconditional, K = {args.trajectories}; typicality "
+          f"fitted on {len(train['nll'])} training images.", "",
           "| score (nats/dim; typicality_*: squared Mahalanobis distance) | in mean | out mean | "
           "AUROC (out scores higher) |", "|---|---|---|---|"]
   rows += [f"| {name} | {r['in_mean']:.3f} | {r['out_mean']:.3f} | {r['auroc']:.3f} |"

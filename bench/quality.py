@@ -84,7 +84,11 @@ def _run(config, workdir: str, samplers, args) -> dict:
 
 def _tables(runs: dict) -> list:
   """Markdown: the sample-quality table of every run's samplers, then each NTM's likelihood."""
-  renamed = lambda entries, name: [dict(e, sampler=f"{name} {e['sampler']}") for e in entries]
+  def renamed(entries, name):  # the run's name, and the denoiser's step for the fast sampler
+    return [dict(e, sampler=f"{name} {e['sampler']}" + (
+        f" (denoiser step {e['denoiser_step']})" if "denoiser_step" in e else ""))
+            for e in entries]
+
   tables = []
   first = next(iter(runs.values()))
   if "fid" in first:

@@ -111,3 +111,18 @@ def test_quality_rows_name_every_run_in_table_order():
     bad_args = argparse.Namespace(**{**vars(args), "run": bad})
     with pytest.raises(SystemExit):
       quality._rows(bad_args, parser)  # pylint: disable=protected-access
+
+
+def test_quality_tables_name_the_denoiser_step_of_the_fast_rows():
+  import quality  # pylint: disable=g-import-not-at-top
+  entry = lambda sampler, **extra: {"sampler": sampler, "num_steps": 4, "class_accuracy": 0.5,
+                                    "frechet_distance": 1.0, **extra}
+  runs = {"ntm": {"config": "t2i", "likelihood": {"eval_T4/nll_nats_per_dim": 1.0},
+                  "class_metrics": {"classifier": {"source": "mnist", "steps": 1, "test_accuracy": 0.9,
+                                                   "test_images": 10},
+                                    "reference_images": 10, "real_floor": 0.1,
+                                    "samplers": [entry("full_nf"),
+                                                 entry("fast", denoiser_step=492)]}}}
+  table = "\n".join(quality._tables(runs))  # pylint: disable=protected-access
+  assert "| ntm fast (denoiser step 492) | 4 |" in table
+  assert "| ntm full_nf | 4 |" in table
