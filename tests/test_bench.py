@@ -126,3 +126,24 @@ def test_quality_tables_name_the_denoiser_step_of_the_fast_rows():
   table = "\n".join(quality._tables(runs))  # pylint: disable=protected-access
   assert "| ntm fast (denoiser step 492) | 4 |" in table
   assert "| ntm full_nf | 4 |" in table
+
+
+def test_ood_figure_stacks_the_nll_above_the_per_position_test(tmp_path):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  import ood  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  same = lambda: rng.normal(3.0, 0.3, 500)  # the NLL: both sets alike
+  inside = {"nll": same(), "typicality_tokens": rng.chisquare(64, 500)}
+  outside = {"nll": same(), "typicality_tokens": 10 * rng.chisquare(64, 500)}
+  path = tmp_path / "ood.png"
+  ood.figure(str(path), inside, outside, ("in", "out"), {"nll": 0.5, "typicality_tokens": 1.0})
+  image = np.asarray(Image.open(path).convert("RGB")).astype(int)
+  assert image.shape == (2 * 260 + 8, 600, 3)
+  orange = (np.abs(image - (245, 130, 30)).sum(-1) < 30)
+  blue = (np.abs(image - (40, 80, 220)).sum(-1) < 30)
+  columns = lambda mask, rows: np.nonzero(mask[rows].any(0))[0]
+  bottom = slice(268 + 36, 268 + 238)  # the bottom panel's plot area, below its legend
+  # Below, the foreign set's curve rises right of the in-distribution one's (log10 of 10x more).
+  peak = lambda mask: columns(mask, bottom).mean()
+  assert peak(orange) > peak(blue) + 100
