@@ -103,6 +103,7 @@ def main():
     for scores in (inside, outside):
       scores[f"typicality_{kind}"] = ood.typicality(test, ood.features(scores, kind))
   result = {name: {"auroc": ood.auroc(inside[name], outside[name]),
+                   "auroc_95": ood.auroc_interval(inside[name], outside[name]),
                    "in_mean": float(np.mean(inside[name])),
                    "out_mean": float(np.mean(outside[name]))}
             for name in inside if name != "level_tokens"}
@@ -118,9 +119,9 @@ def main():
           f"{args.examples} images each, unconditional, K = {args.trajectories}; typicality "
           f"fitted on {len(train['nll'])} training images.", "",
           "| score (nats/dim; typicality_*: squared Mahalanobis distance) | in mean | out mean | "
-          "AUROC (out scores higher) |", "|---|---|---|---|"]
-  rows += [f"| {name} | {r['in_mean']:.3f} | {r['out_mean']:.3f} | {r['auroc']:.3f} |"
-           for name, r in result.items()]
+          "AUROC (out scores higher) | 95% bootstrap interval |", "|---|---|---|---|---|"]
+  rows += [f"| {name} | {r['in_mean']:.3f} | {r['out_mean']:.3f} | {r['auroc']:.3f} | "
+           f"[{r['auroc_95'][0]:.3f}, {r['auroc_95'][1]:.3f}] |" for name, r in result.items()]
   cli.print_json("ood", {"workdir": args.workdir, "step": int(state.step),
                     "in": config.data.source, "out": args.other_source, "scores": result,
                     "markdown": "\n".join(rows)})

@@ -22,6 +22,18 @@ def test_auroc_equals_the_pair_count_on_random_scores():
   np.testing.assert_allclose(ood.auroc(inside, outside), wins, rtol=1e-12)
 
 
+def test_auroc_interval_covers_the_true_value_and_narrows_with_more_data():
+  rng = np.random.default_rng(0)
+  true_auroc = 0.760250  # P(out > in) for N(0, 1) against N(1, 1): Phi(1 / sqrt(2))
+  widths = []
+  for count in (400, 1600):
+    inside, outside = rng.normal(size=count), rng.normal(1.0, size=count)
+    low, high = ood.auroc_interval(inside, outside, resamples=200)
+    assert low < ood.auroc(inside, outside) < high and low < true_auroc < high
+    widths.append(high - low)
+  assert 0.35 < widths[1] / widths[0] < 0.65  # a standard error falls as 1 / sqrt(n)
+
+
 def _levels(rng, count, shift=(0.0, 0.0, 0.0), mix=0.0):
   """Per-level NLL vectors with correlated levels; `shift` moves the mean, `mix` the correlation."""
   base = rng.normal(size=(count, 1))

@@ -31,6 +31,19 @@ def auroc(in_scores, out_scores) -> float:
   return float((ranks[n_in:].sum() - n_out * (n_out + 1) / 2) / (n_in * n_out))
 
 
+def auroc_interval(in_scores, out_scores, *, level: float = 0.95, resamples: int = 1000,
+                   seed: int = 0) -> tuple:
+  """Percentile bootstrap interval of auroc: both sets resampled with replacement, each on its
+  own, `resamples` times."""
+  in_scores, out_scores = np.asarray(in_scores), np.asarray(out_scores)
+  rng = np.random.default_rng(seed)
+  draws = [auroc(in_scores[rng.integers(0, len(in_scores), len(in_scores))],
+                 out_scores[rng.integers(0, len(out_scores), len(out_scores))])
+           for _ in range(resamples)]
+  low, high = np.percentile(draws, [50 * (1 - level), 50 * (1 + level)])
+  return float(low), float(high)
+
+
 def unconditional_scores(model: ntm.NTM, images, rng, *, num_steps: int,
                          trajectories: int) -> dict:
   """Per image [batch], in nats averaged over `trajectories` (t_min = 0): "nll", "bound" and
