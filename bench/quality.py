@@ -15,7 +15,8 @@ every run, --ntm_set / --ntm_from_fm_set / --fm_set to one (sampling settings ch
 e.g. --ntm_set=sample.guidance=6.0). --run=NAME:CONFIG:WORKDIR adds a named row (CONFIG: t2i,
 ntm_from_fm or fm; repeatable, e.g. the variants of an ablation), with --run_set=NAME:KEY=VALUE
 overrides of its own. Any of the runs may be
-left out (e.g. --fm_workdir alone, for points of a training curve); --fm_rows picks the FM
+left out (e.g. --fm_workdir alone, for points of a training curve, with --step=N to score
+checkpoint N instead of the latest); --fm_rows picks the FM
 samplers and step counts. Without --ntm_samplers, the NTM's fast sampler is added when its workdir
 holds a distilled denoiser; --ntm_samplers lists exactly the NTM rows (e.g. fast alone).
 All runs are scored by one classifier (--classifier_dir, default FIRST_WORKDIR/classifier;
@@ -71,7 +72,7 @@ def _run(config, workdir: str, samplers, args) -> dict:
   config.eval.update(per_kind=args.per_kind, samples_per_prompt=args.samples_per_prompt,
                      samples_per_class=args.samples_per_class)
   config.eval.classifier.dir = args.classifier_dir
-  rt, state = checkpointing.restore_latest(config, workdir)
+  rt, state = checkpointing.restore_latest(config, workdir, step=args.step)
   tokenizer = text_lib.tokenizer_for(config)
   result = {"step": int(state.step),
             "likelihood": held_out.evaluate(rt, state.ema_params, config, tokenizer,
@@ -128,6 +129,9 @@ def main():
   parser.add_argument("--ntm_samplers", default="",
                       help="NTM samplers at T = 4, exactly these (default: full_nf, "
                            "full_nf_denoised, and fast when a denoiser exists)")
+  parser.add_argument("--step", type=int, default=None,
+                      help="score every run's checkpoint of this step instead of its latest "
+                           "(a point of a training curve)")
   parser.add_argument("--per_kind", type=int, default=100)
   parser.add_argument("--samples_per_prompt", type=int, default=4)
   parser.add_argument("--samples_per_class", type=int, default=100)

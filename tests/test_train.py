@@ -47,6 +47,14 @@ def test_training_writes_checkpoints_metrics_and_a_sample_grid(trained):
   assert grid.size == ((3 * cell + 1) * scale, (2 * cell + 1) * scale)  # 3 per prompt x 2
 
 
+def test_a_named_checkpoint_step_restores_and_a_missing_one_is_named(trained):
+  workdir, config, _ = trained
+  _, state = checkpointing.restore_latest(config, workdir, step=10)  # a training curve's point
+  assert int(state.step) == 10
+  with pytest.raises(errors.MissingInputError, match="no checkpoint of step 15 .* steps 10, 20"):
+    checkpointing.restore_latest(config, workdir, step=15)
+
+
 def test_sample_mode_writes_a_grid_of_the_requested_size(trained):
   workdir, config, _ = trained
   config = micro_config(**{"sample.per_prompt": 4, "sample.guidance": 1.5, "sample.seed": 3})

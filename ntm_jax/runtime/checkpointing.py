@@ -237,14 +237,20 @@ def check_conditioning(config: ml_collections.ConfigDict, rt, workdir: str, fres
   files.process_0_first(check, "conditioning recorded")
 
 
-def restore_latest(config: ml_collections.ConfigDict, workdir: str, devices=None):
-  """(runtime, state) of config's model from the latest checkpoint in workdir, or a clear
-  error (also when the run was trained on another autoencoder's latents or text encoder)."""
+def restore_latest(config: ml_collections.ConfigDict, workdir: str, devices=None,
+                   step: int | None = None):
+  """(runtime, state) of config's model from the latest checkpoint in workdir (or from the one
+  of `step`, e.g. a point of a training curve), or a clear error (also when the run was trained
+  on another autoencoder's latents or text encoder)."""
   rt = runtime_lib.build(config, devices)
   manager = make_manager(workdir, config.train, asynchronous=False)
+  if step is not None and step not in manager.all_steps():
+    raise errors.MissingInputError(
+        f"no checkpoint of step {step} in {os.path.join(workdir, 'checkpoints')}; it holds steps "
+        f"{', '.join(map(str, manager.all_steps())) or 'none'}")
   if manager.latest_step() is not None:  # before shapes can clash
     check_conditioning(config, rt, workdir, fresh=False)
-  state = restore(manager, rt.abstract_state)
+  state = restore(manager, rt.abstract_state, step=step)
   if state is None:
     raise errors.MissingInputError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}: train "
                             "first with --mode=train and the same --config")
