@@ -160,8 +160,19 @@ def avg_pool_exclude_padding(x):
   pad = ((0, 0), (1, 1), (1, 1), (0, 0))
   window, strides = (1, 3, 3, 1), (1, 1, 1, 1)
   total = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, pad)
-  count = jax.lax.reduce_window(jnp.ones_like(x[..., :1]), 0.0, jax.lax.add, window, strides, pad)
-  return total / count
+  return total / _pixels_under_window(*x.shape[1:3])
+
+
+def _pixels_under_window(height: int, width: int) -> np.ndarray:
+  """[1, H, W, 1] counts of real pixels under each 3x3 window (3 per axis inside, 2 at an edge),
+  from the static shape: a reduce-window over ones would be constant-folded by XLA at every
+  compile, 2-3 s per pool on a CPU core."""
+  def per_axis(n):
+    count = np.full(n, 3.0, np.float32)
+    count[0] -= 1
+    count[-1] -= 1
+    return count
+  return np.outer(per_axis(height), per_axis(width))[None, :, :, None]
 
 
 # The branches of each inception block, in concatenation order: a branch is a chain of
