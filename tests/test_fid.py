@@ -13,6 +13,7 @@ import scipy.linalg
 
 from ntm_jax.evaluate import fid
 from ntm_jax.evaluate import inception
+from ntm_jax.evaluate import reports
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "inception_reference.npz")
 
@@ -76,6 +77,18 @@ def test_same_distribution_scores_near_zero_and_a_shift_scores_high():
   subsets = fid.kid(real, same, subsets=50, subset_size=100)  # draws differ: a spread
   assert abs(subsets[0]) < 2 * subsets[1] / np.sqrt(50) * 3 and subsets[1] > 0
   assert near["fid_images"] == 400 and near["fid_reference_images"] == 400
+
+
+def test_the_table_prints_a_kid_spread_only_where_subsets_differ():
+  rng = np.random.default_rng(4)
+  whole = dict(fid.scores(rng.normal(size=(30, 4)), rng.normal(size=(30, 4))), sampler="a",
+               num_steps=4)
+  drawn = dict(fid.scores(rng.normal(size=(40, 4)), rng.normal(size=(30, 4))), sampler="b",
+               num_steps=4)
+  assert whole["kid_std"] < 1e-12 < drawn["kid_std"]  # whole sets: only rounding differs
+  rows = reports.fid_table([whole, drawn])
+  assert "(whole sets)" in rows[2] and "±" not in rows[2]
+  assert f"± {1e3 * drawn['kid_std']:.1f}" in rows[3]
 
 
 def test_too_few_images_is_an_error_not_a_smaller_figure():

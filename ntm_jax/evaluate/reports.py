@@ -53,11 +53,19 @@ def class_metrics_table(entries: list) -> list:
   return rows
 
 
+def _kid_cell(r: dict) -> str:
+  """KID x 1e3 with its spread over subsets; where each subset is both whole sets, every draw is
+  the same and the spread says nothing, so none is printed."""
+  whole_sets = r["kid_subset_size"] >= max(r["fid_images"], r["fid_reference_images"])
+  spread = " (whole sets)" if whole_sets else f" ± {1e3 * r['kid_std']:.1f}"
+  return f"{1e3 * r['kid']:.1f}{spread}"
+
+
 def fid_table(entries: list) -> list:
   """Markdown rows of Inception FID / KID on held-out captions: one row per sampler."""
   rows = ["| sampler | T | FID | KID x 1e3 | images (reference) |", "|---|---|---|---|---|"]
   rows += [f"| {e['sampler']} | {e['num_steps']} | {e['fid']:.1f} | "
-           f"{1e3 * e['kid']:.1f} ± {1e3 * e['kid_std']:.1f} | {e['fid_images']} "
+           f"{_kid_cell(e)} | {e['fid_images']} "
            f"({e['fid_reference_images']}) |" for e in entries]
   return rows
 
@@ -69,7 +77,7 @@ def emoji_table(entries: list, split: str) -> list:
   for e in entries:
     r = e[split]
     rows.append(f"| {e['sampler']} | {e['num_steps']} | {r['fid']:.1f} | "
-                f"{1e3 * r['kid']:.1f} ± {1e3 * r['kid_std']:.1f} | {r['fid_images']} "
+                f"{_kid_cell(r)} | {r['fid_images']} "
                 f"({r['fid_reference_images']}) | {r['name_top1']:.3f} | {r['name_top5']:.3f} | "
                 f"{r['subcategory_top1']:.3f} | {e['images_per_s']:.1f} |")
   return rows
