@@ -43,7 +43,8 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
 def kid(real: np.ndarray, generated: np.ndarray, *, subsets: int = KID_SUBSETS,
         subset_size: int = KID_SUBSET_SIZE, seed: int = 0) -> tuple:
   """(mean, std) over `subsets` draws of the unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3;
-  each draw takes min(subset_size, n_real, n_generated) of each set without replacement."""
+  each draw takes min(subset_size, n_real, n_generated) of each set without replacement (one
+  draw, std 0, when that is both whole sets)."""
   real, generated = np.asarray(real, np.float64), np.asarray(generated, np.float64)
   m = min(subset_size, len(real), len(generated))
   if m < 2:
@@ -52,7 +53,8 @@ def kid(real: np.ndarray, generated: np.ndarray, *, subsets: int = KID_SUBSETS,
   dim = real.shape[1]
   rng = np.random.default_rng(seed)
   estimates = []
-  for _ in range(subsets):
+  whole_sets = m == len(real) == len(generated)  # every draw is the same two sets: draw once
+  for _ in range(1 if whole_sets else subsets):
     x = real[rng.choice(len(real), m, replace=False)]
     y = generated[rng.choice(len(generated), m, replace=False)]
     kxx, kyy, kxy = ((a @ b.T / dim + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))

@@ -244,10 +244,11 @@ def restore_latest(config: ml_collections.ConfigDict, workdir: str, devices=None
   on another autoencoder's latents or text encoder)."""
   rt = runtime_lib.build(config, devices)
   manager = make_manager(workdir, config.train, asynchronous=False)
-  if step is not None and step not in manager.all_steps():
+  saved = manager.all_steps()
+  if step is not None and step not in saved:
     raise errors.MissingInputError(
         f"no checkpoint of step {step} in {os.path.join(workdir, 'checkpoints')}; it holds steps "
-        f"{', '.join(map(str, manager.all_steps())) or 'none'}")
+        f"{', '.join(map(str, saved)) or 'none'}")
   if manager.latest_step() is not None:  # before shapes can clash
     check_conditioning(config, rt, workdir, fresh=False)
   state = restore(manager, rt.abstract_state, step=step)
